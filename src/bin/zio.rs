@@ -1,0 +1,193 @@
+//! The `zio` binary: parses the command line, opens the image (or the
+//! embedded default), then runs commands from `-c`, a terminal (rustyline)
+//! or a script on stdin. Exit status 1 if any command failed.
+
+use std::io::{self, BufRead, IsTerminal};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use rustyline::completion::Completer;
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{Editor, Helper, Highlighter, Hinter, Validator};
+
+use zio::blocklayer::{OpenRequest, open_image};
+use zio::commands::{Console, Shell, Status, table};
+
+/// What `zio` opens when no image is named.
+const DEFAULT_DEVICE: &str = "driver=null,size=1G";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "zio",
+    version,
+    about = "A qemu-io-style shell for zoned block devices",
+    after_help = "Without IMAGE, zio opens an in-memory null device of 1 GiB.\n\
+                  Without -c, commands are read from stdin (interactively on a terminal).\n\
+                  Type 'help' at the prompt for the list of commands."
+)]
+struct Cli {
+    /// Run a command (may be given several times; run in order)
+    #[arg(short = 'c', long = "cmd", value_name = "CMD")]
+    commands: Vec<String>,
+    /// Image format (driver), e.g. raw
+    #[arg(short = 'f', long = "format", value_name = "FMT", conflicts_with = "image_opts")]
+    format: Option<String>,
+    /// Treat IMAGE as an option string: driver=raw,file.driver=file,file.filename=x.img
+    #[arg(long = "image-opts")]
+    image_opts: bool,
+    /// Bypass the host page cache (O_DIRECT)
+    #[arg(short = 'n', long = "nocache")]
+    nocache: bool,
+    /// Open the image read-only
+    #[arg(short = 'r', long = "read-only")]
+    read_only: bool,
+    /// Image file, block device, or (with --image-opts) an option string
+    image: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut console = Console::stdio();
+    let mut req = OpenRequest {
+        target: cli.image.clone(),
+        format: cli.format.clone(),
+        image_opts: cli.image_opts,
+        read_only: cli.read_only,
+        nocache: cli.nocache,
+        options: None,
+    };
+    if cli.image.is_none() && !cli.image_opts {
+        console.warn(&format!(
+            "zio: no image given, using the embedded default: an in-memory null device of 1 GiB ({DEFAULT_DEVICE})"
+        ));
+        req.target = Some(DEFAULT_DEVICE.to_string());
+        req.image_opts = true;
+    }
+    let blk = match open_image(&req) {
+        Ok(b) => b,
+        Err(e) => {
+            console.warn(&format!("zio: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut shell = Shell::new(Some(blk), console);
+    shell.default_device = cli.image.is_none() && !cli.image_opts;
+    let failed = if !cli.commands.is_empty() {
+        run_lines(&mut shell, cli.commands.iter().map(|s| Ok(s.clone())))
+    } else if io::stdin().is_terminal() {
+        interactive(&mut shell)
+    } else {
+        run_lines(&mut shell, io::stdin().lock().lines())
+    };
+    shell.console.flush();
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs lines until they run out or `quit`; true if any command failed.
+fn run_lines(shell: &mut Shell, lines: impl Iterator<Item = io::Result<String>>) -> bool {
+    let mut failed = false;
+    for line in lines {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                shell.console.warn(&format!("zio: reading commands: {e}"));
+                return true;
+            }
+        };
+        match shell.run_line(&line) {
+            Status::Ok => {}
+            Status::Failed => failed = true,
+            Status::Quit => break,
+        }
+    }
+    failed
+}
+
+/// Completes the command word with command names and aliases.
+#[derive(Helper, Hinter, Highlighter, Validator)]
+struct CommandCompleter;
+
+impl Completer for CommandCompleter {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let head = &line[..pos];
+        if head.trim_start().contains(' ') {
+            return Ok((pos, Vec::new()));
+        }
+        let start = head.len() - head.trim_start().len();
+        let word = &head[start..];
+        let mut names: Vec<String> = table()
+            .iter()
+            .flat_map(|c| std::iter::once(c.name).chain(c.altname))
+            .filter(|n| n.starts_with(word))
+            .map(|n| format!("{n} "))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok((start, names))
+    }
+}
+
+fn history_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("zio").join("history"))
+}
+
+fn interactive(shell: &mut Shell) -> bool {
+    let mut rl: Editor<CommandCompleter, DefaultHistory> = match Editor::new() {
+        Ok(rl) => rl,
+        Err(e) => {
+            shell.console.warn(&format!("zio: cannot start the line editor: {e}"));
+            return run_lines(shell, io::stdin().lock().lines());
+        }
+    };
+    rl.set_helper(Some(CommandCompleter));
+    let history = history_path();
+    if let Some(h) = &history {
+        let _ = rl.load_history(h);
+    }
+    let mut failed = false;
+    loop {
+        shell.console.flush();
+        match rl.readline("zio> ") {
+            Ok(line) => {
+                if !line.trim().is_empty() {
+                    let _ = rl.add_history_entry(line.as_str());
+                }
+                match shell.run_line(&line) {
+                    Status::Ok => {}
+                    Status::Failed => failed = true,
+                    Status::Quit => break,
+                }
+            }
+            Err(ReadlineError::Interrupted) => continue,
+            Err(ReadlineError::Eof) => break,
+            Err(e) => {
+                shell.console.warn(&format!("zio: reading commands: {e}"));
+                failed = true;
+                break;
+            }
+        }
+    }
+    if let Some(h) = &history {
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = rl.save_history(h);
+    }
+    failed
+}

@@ -1,0 +1,134 @@
+//! `BlockBackend`: the one API the shell's commands use.
+//!
+//! It owns the root node of a graph, checks every request once (range,
+//! read-only) and streams large requests through a bounded, aligned buffer so
+//! `write 0 1G` never holds 1 GiB in memory.
+
+use std::io;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+
+use super::aligned::AlignedBuf;
+use super::{BlockDriver, NodeInfo, WriteFlags, errno};
+
+/// The largest single request, as QEMU's BDRV_REQUEST_MAX_BYTES.
+pub const BDRV_REQUEST_MAX_BYTES: u64 = 2_147_483_136;
+
+/// Streaming chunk: big enough for throughput, small enough to stay in cache.
+const CHUNK: usize = 1 << 20;
+
+/// What commands talk to: a root node plus the checks QEMU's BlockBackend
+/// does before a request reaches any driver.
+pub struct BlockBackend {
+    root: Arc<dyn BlockDriver>,
+    read_only: bool,
+    name: String,
+}
+
+impl BlockBackend {
+    pub fn new(root: Arc<dyn BlockDriver>, read_only: bool, name: impl Into<String>) -> Self {
+        BlockBackend {
+            root,
+            read_only,
+            name: name.into(),
+        }
+    }
+
+    /// The name the image was opened by (a path, or a description).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn root(&self) -> &Arc<dyn BlockDriver> {
+        &self.root
+    }
+
+    pub fn length(&self) -> io::Result<u64> {
+        self.root.length()
+    }
+
+    pub fn info(&self) -> NodeInfo {
+        self.root.info()
+    }
+
+    /// Fails with EIO unless `[offset, offset + len)` lies inside the device,
+    /// as QEMU's blk_check_byte_request does.
+    pub fn check_request(&self, offset: u64, len: u64) -> io::Result<()> {
+        let size = self.length()?;
+        if offset > size || size - offset < len {
+            return Err(errno(Errno::EIO));
+        }
+        Ok(())
+    }
+
+    fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.read_only {
+            return Err(errno(Errno::EROFS));
+        }
+        self.check_request(offset, len)
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check_request(offset, buf.len() as u64)?;
+        self.root.read(offset, buf)
+    }
+
+    /// Reads `len` bytes in bounded chunks, handing each to `each` with its
+    /// device offset. Nothing is read unless the whole range is valid.
+    pub fn read_each(
+        &self,
+        offset: u64,
+        len: u64,
+        mut each: impl FnMut(u64, &[u8]),
+    ) -> io::Result<()> {
+        self.check_request(offset, len)?;
+        let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            let chunk = &mut buf.as_mut_slice()[..n];
+            self.root.read(offset + done, chunk)?;
+            each(offset + done, chunk);
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
+        self.check_write(offset, buf.len() as u64)?;
+        self.root.write(offset, buf, flags)
+    }
+
+    /// Writes `len` bytes of `byte` in bounded chunks.
+    pub fn write_pattern(&self, offset: u64, len: u64, byte: u8, flags: WriteFlags) -> io::Result<()> {
+        self.check_write(offset, len)?;
+        let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
+        buf.as_mut_slice().fill(byte);
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(CHUNK as u64) as usize;
+            self.root.write(offset + done, &buf.as_slice()[..n], flags)?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    pub fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        self.check_write(offset, len)?;
+        self.root.write_zeroes(offset, len, flags)
+    }
+
+    pub fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check_write(offset, len)?;
+        self.root.discard(offset, len)
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.root.flush()
+    }
+}

@@ -1,0 +1,109 @@
+//! The node interface every driver implements.
+//!
+//! Shaped like QEMU's `BlockDriver` table: every operation has a default, so a
+//! driver implements what it supports and the rest answers "not supported".
+//! All methods take `&self`; drivers keep their own interior locking so one
+//! node can serve requests from several threads.
+
+use std::io;
+use std::sync::Arc;
+
+use nix::errno::Errno;
+
+use super::errno;
+
+/// What a node does in the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Owns the bytes: a file, a device, memory.
+    Protocol,
+    /// Translates requests to its child (`raw`, later `zoned`).
+    Format,
+    /// Forwards requests to its child with a policy (`throttle`).
+    Filter,
+}
+
+/// Per-request write modifiers (qemu-io's `-f`, `-u`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteFlags {
+    /// Force unit access: the data is durable when the write returns.
+    pub fua: bool,
+    /// With write-zeroes: the range may be deallocated.
+    pub may_unmap: bool,
+}
+
+/// What `info` prints about a node, as qemu-io's `info` does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// `format name:` lines (a protocol driver prints its name twice in
+    /// qemu-io: once as format, once as protocol).
+    pub format_names: Vec<String>,
+    pub cluster_size: u64,
+    pub vm_state_offset: u64,
+}
+
+/// A node of the block graph.
+pub trait BlockDriver: Send + Sync {
+    /// The driver's name as written in `driver=`.
+    fn driver_name(&self) -> &'static str;
+
+    fn role(&self) -> Role;
+
+    /// The child this node forwards to (formats and filters).
+    fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
+        None
+    }
+
+    /// Size in bytes.
+    fn length(&self) -> io::Result<u64>;
+
+    fn read(&self, _offset: u64, _buf: &mut [u8]) -> io::Result<()> {
+        Err(errno(Errno::ENOTSUP))
+    }
+
+    fn write(&self, _offset: u64, _buf: &[u8], _flags: WriteFlags) -> io::Result<()> {
+        Err(errno(Errno::ENOTSUP))
+    }
+
+    /// Writes `len` zero bytes. The default writes a zeroed buffer in chunks;
+    /// drivers with a cheaper way override it.
+    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        write_zeroes_by_writing(self, offset, len, flags)
+    }
+
+    /// Tells the node the range is no longer needed; its content becomes
+    /// unspecified. The default keeps the data, which is always allowed.
+    fn discard(&self, _offset: u64, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Lines for `info`. The default suits formats and filters.
+    fn info(&self) -> NodeInfo {
+        NodeInfo {
+            format_names: vec![self.driver_name().to_string()],
+            ..NodeInfo::default()
+        }
+    }
+}
+
+/// Write-zeroes done the slow way: a zeroed buffer written in chunks.
+pub(crate) fn write_zeroes_by_writing<D: BlockDriver + ?Sized>(
+    node: &D,
+    offset: u64,
+    len: u64,
+    flags: WriteFlags,
+) -> io::Result<()> {
+    const CHUNK: u64 = 1 << 20;
+    let zeroes = vec![0u8; CHUNK.min(len) as usize];
+    let mut done = 0;
+    while done < len {
+        let n = CHUNK.min(len - done);
+        node.write(offset + done, &zeroes[..n as usize], flags)?;
+        done += n;
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `file`: the protocol driver for regular files (and the I/O core that
+//! `host_device` reuses for block devices).
+//!
+//! Buffered by default; with `nocache` the file is opened O_DIRECT and any
+//! request that is not aligned to DIRECT_ALIGN is bounced through an aligned
+//! buffer (read-modify-write for writes), as QEMU does.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::fcntl::{FallocateFlags, fallocate};
+
+use super::aligned::{AlignedBuf, DIRECT_ALIGN, is_aligned};
+use super::driver::write_zeroes_by_writing;
+use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno, strerror};
+
+/// Largest bounce window for unaligned O_DIRECT requests.
+const BOUNCE_MAX: u64 = 1 << 20;
+
+pub struct FileNode {
+    file: File,
+    direct: bool,
+    driver: &'static str,
+}
+
+/// `driver=file,filename=PATH`.
+pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let path = opts
+        .take("filename")
+        .ok_or_else(|| "The 'file' driver needs the option 'filename'".to_string())?;
+    Ok(Arc::new(FileNode::open_path(&path, flags, "file")?))
+}
+
+impl FileNode {
+    /// Opens `path` for a protocol node named `driver`.
+    pub fn open_path(path: &str, flags: &OpenFlags, driver: &'static str) -> Result<FileNode, String> {
+        let fail = |e: &io::Error| format!("Could not open '{path}': {}", strerror(e));
+        if let Ok(m) = std::fs::metadata(path)
+            && m.is_dir()
+        {
+            return Err(fail(&errno(Errno::EISDIR)));
+        }
+        let mut oo = OpenOptions::new();
+        oo.read(true).write(!flags.read_only);
+        if flags.nocache {
+            oo.custom_flags(libc::O_DIRECT);
+        }
+        let file = oo.open(path).map_err(|e| fail(&e))?;
+        Ok(FileNode {
+            file,
+            direct: flags.nocache,
+            driver,
+        })
+    }
+
+    fn size(&self) -> io::Result<u64> {
+        let end = nix::unistd::lseek(&self.file, 0, nix::unistd::Whence::SeekEnd).map_err(errno)?;
+        Ok(end as u64)
+    }
+
+    /// Reads what the file has; bytes past its end read as zero.
+    fn read_raw(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => {
+                    buf[done..].fill(0);
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The aligned window around `[offset, offset + len)`, at most BOUNCE_MAX.
+    fn window(offset: u64, len: u64) -> (u64, u64) {
+        let a = DIRECT_ALIGN as u64;
+        let start = offset / a * a;
+        let end = (offset + len).div_ceil(a) * a;
+        (start, (end - start).min(BOUNCE_MAX))
+    }
+
+    fn read_bounced(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let (start, wlen) = Self::window(offset, buf.len() as u64);
+            let mut bounce = AlignedBuf::new(wlen as usize);
+            self.read_raw(start, bounce.as_mut_slice())?;
+            let skip = (offset - start) as usize;
+            let n = (wlen as usize - skip).min(buf.len());
+            buf[..n].copy_from_slice(&bounce.as_slice()[skip..skip + n]);
+            buf = &mut buf[n..];
+            offset += n as u64;
+        }
+        Ok(())
+    }
+
+    fn write_bounced(&self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
+        let size = self.size()?;
+        while !buf.is_empty() {
+            let (start, wlen) = Self::window(offset, buf.len() as u64);
+            let mut bounce = AlignedBuf::new(wlen as usize);
+            let skip = (offset - start) as usize;
+            let n = (wlen as usize - skip).min(buf.len());
+            if skip != 0 || n != wlen as usize {
+                self.read_raw(start, bounce.as_mut_slice())?;
+            }
+            bounce.as_mut_slice()[skip..skip + n].copy_from_slice(&buf[..n]);
+            self.file.write_all_at(bounce.as_slice(), start)?;
+            buf = &buf[n..];
+            offset += n as u64;
+        }
+        // A padded write at an unaligned end of file must not grow it.
+        if self.size()? > size && self.driver == "file" {
+            self.file.set_len(size)?;
+        }
+        Ok(())
+    }
+}
+
+impl BlockDriver for FileNode {
+    fn driver_name(&self) -> &'static str {
+        self.driver
+    }
+
+    fn role(&self) -> Role {
+        Role::Protocol
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        self.size()
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        if self.direct && !is_aligned(offset, buf) {
+            return self.read_bounced(offset, buf);
+        }
+        self.read_raw(offset, buf)
+    }
+
+    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
+        if self.direct && !is_aligned(offset, buf) {
+            self.write_bounced(offset, buf)?;
+        } else {
+            self.file.write_all_at(buf, offset)?;
+        }
+        if flags.fua {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        let mode = if flags.may_unmap {
+            FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE
+        } else {
+            FallocateFlags::FALLOC_FL_ZERO_RANGE | FallocateFlags::FALLOC_FL_KEEP_SIZE
+        };
+        if fallocate(&self.file, mode, offset as i64, len as i64).is_err() {
+            write_zeroes_by_writing(self, offset, len, flags)?;
+        }
+        if flags.fua {
+            self.file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        let mode = FallocateFlags::FALLOC_FL_PUNCH_HOLE | FallocateFlags::FALLOC_FL_KEEP_SIZE;
+        match fallocate(&self.file, mode, offset as i64, len as i64) {
+            // Discard is advisory: a file system that can't punch holes
+            // simply keeps the data.
+            Ok(()) | Err(Errno::EOPNOTSUPP) => Ok(()),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn info(&self) -> NodeInfo {
+        NodeInfo {
+            format_names: vec![self.driver.to_string(), self.driver.to_string()],
+            ..NodeInfo::default()
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Building a graph from what the user typed: an image name (probed), `-f FMT`,
+//! or `--image-opts` with dotted child options. The driver table lives here;
+//! each driver's own `open` takes the options it knows.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::{BlockBackend, BlockDriver, OptionMap, file, host_device, null, raw, throttle};
+
+/// How the graph is opened, common to every node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenFlags {
+    pub read_only: bool,
+    /// O_DIRECT (`-n`, `--nocache`).
+    pub nocache: bool,
+}
+
+/// What the shell asks to open.
+#[derive(Clone, Debug, Default)]
+pub struct OpenRequest {
+    /// An image name, or with `image_opts` a whole option string.
+    pub target: Option<String>,
+    /// `-f FMT`.
+    pub format: Option<String>,
+    /// `--image-opts`: `target` is `driver=...,...`.
+    pub image_opts: bool,
+    /// Extra options (`open -o ...`), merged under the image name.
+    pub options: Option<String>,
+    pub read_only: bool,
+    pub nocache: bool,
+}
+
+/// Why an image could not be opened, worded as qemu-io words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenError {
+    pub device: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.device {
+            Some(d) => write!(f, "can't open device {d}: {}", self.reason),
+            None => write!(f, "can't open: {}", self.reason),
+        }
+    }
+}
+
+impl std::error::Error for OpenError {}
+
+/// The drivers zio knows, by role.
+const PROTOCOLS: &[&str] = &["file", "host_device", "null"];
+const FORMATS: &[&str] = &["raw"];
+const FILTERS: &[&str] = &["throttle"];
+
+/// Opens the graph `req` describes and puts a backend on top of it.
+pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
+    let flags = OpenFlags {
+        read_only: req.read_only,
+        nocache: req.nocache,
+    };
+    let (mut opts, device) = if req.image_opts {
+        let text = req.target.clone().unwrap_or_default();
+        let opts = OptionMap::parse(&text).map_err(|reason| OpenError {
+            device: None,
+            reason,
+        })?;
+        (opts, None)
+    } else {
+        let name = req.target.clone().unwrap_or_default();
+        let mut opts = match &req.options {
+            Some(o) => OptionMap::parse(o).map_err(|reason| OpenError {
+                device: Some(name.clone()),
+                reason,
+            })?,
+            None => OptionMap::default(),
+        };
+        if let Some(fmt) = &req.format {
+            opts.set("driver", fmt.clone());
+        }
+        if !name.is_empty() {
+            match opts.take("driver") {
+                Some(d) if PROTOCOLS.contains(&d.as_str()) => {
+                    opts.set("driver", d);
+                    opts.set("filename", name.clone());
+                }
+                Some(d) => {
+                    opts.set("driver", d);
+                    opts.set("file.filename", name.clone());
+                }
+                None => opts.set("filename", name.clone()),
+            }
+        }
+        (opts, Some(name))
+    };
+    let name = device.clone().unwrap_or_else(|| req.target.clone().unwrap_or_default());
+    let root = open_node(&mut opts, &flags).map_err(|reason| OpenError { device, reason })?;
+    Ok(BlockBackend::new(root, req.read_only, name))
+}
+
+/// Opens one node from its options, children first. Without `driver=`, a
+/// `filename` is probed: its protocol from the file type, its format from
+/// its content.
+pub fn open_node(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let driver = match opts.take("driver") {
+        Some(d) => d,
+        None if opts.contains("filename") => {
+            let proto = open_protocol(opts, flags)?;
+            return probe_format(proto);
+        }
+        None => return Err("A block device must be specified for \"file\"".into()),
+    };
+    let (kind, node) = match driver.as_str() {
+        "file" => ("protocol", file::open(opts, flags)?),
+        "host_device" => ("protocol", host_device::open(opts, flags)?),
+        "null" => ("protocol", null::open(opts, flags)?),
+        "raw" => ("format", raw::open(opts, flags)?),
+        "throttle" => ("filter", throttle::open(opts, flags)?),
+        other => return Err(format!("Unknown driver '{other}'")),
+    };
+    opts.finish(kind, &driver)?;
+    Ok(node)
+}
+
+/// Opens the child `name` of a format or filter node (`file.driver=...`).
+pub(crate) fn open_child(
+    opts: &mut OptionMap,
+    name: &str,
+    flags: &OpenFlags,
+) -> Result<Arc<dyn BlockDriver>, String> {
+    let mut child = opts.take_child(name);
+    if !child.contains("driver") {
+        if !child.contains("filename") {
+            return Err(format!("A block device must be specified for \"{name}\""));
+        }
+        let node = open_protocol(&mut child, flags)?;
+        child.finish("protocol", node.driver_name())?;
+        return Ok(node);
+    }
+    open_node(&mut child, flags)
+}
+
+/// Picks `host_device` for block devices and `file` for everything else.
+fn open_protocol(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let filename = opts.take("filename").unwrap_or_default();
+    let is_block = std::fs::metadata(&filename)
+        .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+        .unwrap_or(false);
+    opts.set("filename", filename);
+    if is_block {
+        host_device::open(opts, flags)
+    } else {
+        file::open(opts, flags)
+    }
+}
+
+/// Chooses the format for a probed image. Every image is raw for now; the
+/// zoned image format adds its magic here.
+fn probe_format(proto: Arc<dyn BlockDriver>) -> Result<Arc<dyn BlockDriver>, String> {
+    Ok(raw::over(proto))
+}
+
+/// Every driver name, for `help` texts and errors.
+pub fn driver_names() -> impl Iterator<Item = &'static str> {
+    PROTOCOLS.iter().chain(FORMATS).chain(FILTERS).copied()
+}

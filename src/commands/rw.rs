@@ -1,0 +1,572 @@
+//! The I/O family: read, readv, write, writev, discard. Options, checks,
+//! messages and reports follow qemu-io 10.0.2 line for line; data moves
+//! through the backend's bounded buffers, so large requests stream.
+
+use std::io;
+use std::time::Instant;
+
+use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
+use super::report::{IoReport, dump_buffer};
+use super::{Body, Command, Console, Status, usage};
+use crate::blocklayer::aligned::AlignedBuf;
+use crate::blocklayer::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
+
+/// Reads up to this size land in one buffer, as in qemu-io; larger ones
+/// stream, and `-v` then reads the range a second time to dump it.
+const WHOLE_READ_MAX: u64 = 16 << 20;
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "read",
+        altname: Some("r"),
+        argmin: 2,
+        argmax: None,
+        args: Some("[-abCqrv] [-P pattern [-s off] [-l len]] off len"),
+        oneline: "reads a number of bytes at a specified offset",
+        help: Some(READ_HELP),
+        writes: false,
+        body: Body::Io(read_f),
+    },
+    Command {
+        name: "readv",
+        altname: None,
+        argmin: 2,
+        argmax: None,
+        args: Some("[-Cqrv] [-P pattern] off len [len..]"),
+        oneline: "reads a number of bytes at a specified offset",
+        help: Some(READV_HELP),
+        writes: false,
+        body: Body::Io(readv_f),
+    },
+    Command {
+        name: "write",
+        altname: Some("w"),
+        argmin: 2,
+        argmax: None,
+        args: Some("[-bcCfnqruz] [-P pattern | -s source_file] off len"),
+        oneline: "writes a number of bytes at a specified offset",
+        help: Some(WRITE_HELP),
+        writes: true,
+        body: Body::Io(write_f),
+    },
+    Command {
+        name: "writev",
+        altname: None,
+        argmin: 2,
+        argmax: None,
+        args: Some("[-Cfqr] [-P pattern] off len [len..]"),
+        oneline: "writes a number of bytes at a specified offset",
+        help: Some(WRITEV_HELP),
+        writes: true,
+        body: Body::Io(writev_f),
+    },
+    Command {
+        name: "discard",
+        altname: Some("d"),
+        argmin: 2,
+        argmax: None,
+        args: Some("[-Cq] off len"),
+        oneline: "discards a number of bytes at a specified offset",
+        help: Some(DISCARD_HELP),
+        writes: true,
+        body: Body::Io(discard_f),
+    },
+];
+
+/// Flags shared by the reporting commands.
+#[derive(Default)]
+struct Output {
+    csv: bool,
+    quiet: bool,
+    verbose: bool,
+}
+
+/// A parsed number, or the qemu-io error line already printed.
+fn num(con: &mut Console, arg: &str) -> Option<u64> {
+    match cvtnum(arg) {
+        Ok(n) => Some(n),
+        Err(msg) => {
+            con.say(&msg);
+            None
+        }
+    }
+}
+
+fn pattern(con: &mut Console, arg: &str) -> Option<u8> {
+    match parse_pattern(arg) {
+        Ok(p) => Some(p),
+        Err(msg) => {
+            con.say(&msg);
+            None
+        }
+    }
+}
+
+/// A length operand of read/write/discard, limited as qemu-io limits it.
+fn length(con: &mut Console, arg: &str) -> Option<u64> {
+    let n = num(con, arg)?;
+    if n > BDRV_REQUEST_MAX_BYTES {
+        con.say(&format!(
+            "length cannot exceed {BDRV_REQUEST_MAX_BYTES}, given {arg}"
+        ));
+        return None;
+    }
+    Some(n)
+}
+
+/// The lengths of readv/writev, added up; qemu-io's iovec checks.
+fn vector_length(con: &mut Console, args: &[&str]) -> Option<u64> {
+    let mut total: u64 = 0;
+    for arg in args {
+        let n = num(con, arg)?;
+        if n > BDRV_REQUEST_MAX_BYTES {
+            con.say(&format!(
+                "Argument '{arg}' exceeds maximum size {BDRV_REQUEST_MAX_BYTES}"
+            ));
+            return None;
+        }
+        if total > BDRV_REQUEST_MAX_BYTES - n {
+            con.say(&format!(
+                "The total number of bytes exceed the maximum size {BDRV_REQUEST_MAX_BYTES}"
+            ));
+            return None;
+        }
+        total += n;
+    }
+    Some(total)
+}
+
+/// What a read checks: `len` bytes from `start` (device offsets) hold `byte`.
+#[derive(Clone, Copy)]
+struct Verify {
+    byte: u8,
+    start: u64,
+    len: u64,
+}
+
+impl Verify {
+    /// False if the part of `chunk` (at device offset `at`) inside the
+    /// checked range holds anything else.
+    fn holds(&self, at: u64, chunk: &[u8]) -> bool {
+        let lo = self.start.max(at);
+        let hi = (self.start + self.len).min(at + chunk.len() as u64);
+        lo >= hi
+            || chunk[(lo - at) as usize..(hi - at) as usize]
+                .iter()
+                .all(|&b| b == self.byte)
+    }
+}
+
+/// The body shared by read and readv.
+fn do_read(
+    blk: &BlockBackend,
+    con: &mut Console,
+    op: &str,
+    offset: u64,
+    count: u64,
+    verify: Option<Verify>,
+    out: &Output,
+) -> Status {
+    let mut ok = true;
+    let start = Instant::now();
+    let mut whole = None;
+    let res = if count <= WHOLE_READ_MAX {
+        let mut buf = AlignedBuf::new(count as usize);
+        let r = blk.read(offset, buf.as_mut_slice());
+        if r.is_ok()
+            && let Some(v) = verify
+        {
+            ok = v.holds(offset, buf.as_slice());
+        }
+        whole = Some(buf);
+        r
+    } else {
+        blk.read_each(offset, count, |at, chunk| {
+            if let Some(v) = verify {
+                ok &= v.holds(at, chunk);
+            }
+        })
+    };
+    let elapsed = start.elapsed().into();
+    if let Err(e) = res {
+        con.say(&format!("{op} failed: {}", strerror(&e)));
+        return Status::Failed;
+    }
+    if let (false, Some(v)) = (ok, verify) {
+        con.say(&format!(
+            "Pattern verification failed at offset {}, {} bytes",
+            v.start, v.len
+        ));
+    }
+    let status = if ok { Status::Ok } else { Status::Failed };
+    if out.quiet {
+        return status;
+    }
+    if out.verbose {
+        let dumped = match &whole {
+            Some(buf) => dump_buffer(con.out(), offset, buf.as_slice()),
+            None => {
+                let mut werr = Ok(());
+                let r = blk.read_each(offset, count, |at, chunk| {
+                    if werr.is_ok() {
+                        werr = dump_buffer(con.out(), at, chunk);
+                    }
+                });
+                r.and(werr)
+            }
+        };
+        if let Err(e) = dumped {
+            con.say(&format!("{op} failed: {}", strerror(&e)));
+            return Status::Failed;
+        }
+    }
+    report(con, "read", offset, count, elapsed, out.csv);
+    status
+}
+
+fn report(con: &mut Console, op: &str, offset: u64, count: u64, elapsed: super::report::Elapsed, csv: bool) {
+    let r = IoReport {
+        op,
+        offset,
+        count,
+        total: count,
+        ops: 1,
+        elapsed,
+    };
+    let _ = r.write_to(con.out(), csv);
+}
+
+fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut out = Output::default();
+    let (mut pat, mut pat_off, mut pat_len) = (None, None, None);
+    let mut g = GetOpt::new(argv, "Cl:pP:qrs:v");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('l', Some(v)) => match num(con, v) {
+                Some(n) => pat_len = Some(n),
+                None => return Status::Failed,
+            },
+            Opt::Flag('p' | 'r', _) => {}
+            Opt::Flag('P', Some(v)) => match pattern(con, v) {
+                Some(p) => pat = Some(p),
+                None => return Status::Failed,
+            },
+            Opt::Flag('q', _) => out.quiet = true,
+            Opt::Flag('s', Some(v)) => match num(con, v) {
+                Some(n) => pat_off = Some(n),
+                None => return Status::Failed,
+            },
+            Opt::Flag('v', _) => out.verbose = true,
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "read");
+            }
+            Opt::Flag(..) => return usage(con, "read"),
+        }
+    }
+    let &[off_arg, len_arg] = g.operands() else {
+        return usage(con, "read");
+    };
+    let Some(offset) = num(con, off_arg) else {
+        return Status::Failed;
+    };
+    let Some(count) = length(con, len_arg) else {
+        return Status::Failed;
+    };
+    if pat.is_none() && (pat_len.is_some() || pat_off.is_some()) {
+        return usage(con, "read");
+    }
+    let skip = pat_off.unwrap_or(0);
+    let checked = pat_len.map(|l| l as i128).unwrap_or(count as i128 - skip as i128);
+    if checked < 0 || checked + skip as i128 > count as i128 {
+        con.say("pattern verification range exceeds end of read data");
+        return Status::Failed;
+    }
+    let verify = pat.map(|byte| Verify {
+        byte,
+        start: offset + skip,
+        len: checked as u64,
+    });
+    do_read(blk, con, "read", offset, count, verify, &out)
+}
+
+fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut out = Output::default();
+    let mut pat = None;
+    let mut g = GetOpt::new(argv, "CP:qrv");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('P', Some(v)) => match pattern(con, v) {
+                Some(p) => pat = Some(p),
+                None => return Status::Failed,
+            },
+            Opt::Flag('q', _) => out.quiet = true,
+            Opt::Flag('r', _) => {}
+            Opt::Flag('v', _) => out.verbose = true,
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "readv");
+            }
+            Opt::Flag(..) => return usage(con, "readv"),
+        }
+    }
+    let ops = g.operands();
+    if ops.len() < 2 {
+        return usage(con, "readv");
+    }
+    let Some(offset) = num(con, ops[0]) else {
+        return Status::Failed;
+    };
+    let Some(count) = vector_length(con, &ops[1..]) else {
+        return Status::Failed;
+    };
+    let verify = pat.map(|byte| Verify {
+        byte,
+        start: offset,
+        len: count,
+    });
+    do_read(blk, con, "readv", offset, count, verify, &out)
+}
+
+/// What a write puts down.
+enum Fill {
+    Byte(u8),
+    Zeroes,
+}
+
+fn do_write(
+    blk: &BlockBackend,
+    con: &mut Console,
+    op: &str,
+    offset: u64,
+    count: u64,
+    fill: Fill,
+    flags: WriteFlags,
+    out: &Output,
+) -> Status {
+    let start = Instant::now();
+    let res: io::Result<()> = match fill {
+        Fill::Byte(b) => blk.write_pattern(offset, count, b, flags),
+        Fill::Zeroes => blk.write_zeroes(offset, count, flags),
+    };
+    let elapsed = start.elapsed().into();
+    if let Err(e) = res {
+        con.say(&format!("{op} failed: {}", strerror(&e)));
+        return Status::Failed;
+    }
+    if !out.quiet {
+        report(con, "wrote", offset, count, elapsed, out.csv);
+    }
+    Status::Ok
+}
+
+fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut out = Output::default();
+    let mut flags = WriteFlags::default();
+    let (mut pat, mut zero, mut no_fallback) = (None, false, false);
+    let mut g = GetOpt::new(argv, "CfnpP:qruz");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('f', _) => flags.fua = true,
+            Opt::Flag('n', _) => no_fallback = true,
+            Opt::Flag('p' | 'r', _) => {}
+            Opt::Flag('P', Some(v)) => match pattern(con, v) {
+                Some(p) => pat = Some(p),
+                None => return Status::Failed,
+            },
+            Opt::Flag('q', _) => out.quiet = true,
+            Opt::Flag('u', _) => flags.may_unmap = true,
+            Opt::Flag('z', _) => zero = true,
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "write");
+            }
+            Opt::Flag(..) => return usage(con, "write"),
+        }
+    }
+    let &[off_arg, len_arg] = g.operands() else {
+        return usage(con, "write");
+    };
+    if zero && pat.is_some() {
+        con.say("Only one of -z, -P, and -s can be specified at the same time");
+        return Status::Failed;
+    }
+    if flags.may_unmap && !zero {
+        con.say("-u requires -z to be specified");
+        return Status::Failed;
+    }
+    if no_fallback && !zero {
+        con.say("-n requires -z to be specified");
+        return Status::Failed;
+    }
+    let Some(offset) = num(con, off_arg) else {
+        return Status::Failed;
+    };
+    let Some(count) = length(con, len_arg) else {
+        return Status::Failed;
+    };
+    let fill = if zero {
+        Fill::Zeroes
+    } else {
+        Fill::Byte(pat.unwrap_or(0xcd))
+    };
+    do_write(blk, con, "write", offset, count, fill, flags, &out)
+}
+
+fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut out = Output::default();
+    let mut flags = WriteFlags::default();
+    let mut pat = 0xcd;
+    let mut g = GetOpt::new(argv, "CfqrP:");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('f', _) => flags.fua = true,
+            Opt::Flag('q', _) => out.quiet = true,
+            Opt::Flag('r', _) => {}
+            Opt::Flag('P', Some(v)) => match pattern(con, v) {
+                Some(p) => pat = p,
+                None => return Status::Failed,
+            },
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "writev");
+            }
+            Opt::Flag(..) => return usage(con, "writev"),
+        }
+    }
+    let ops = g.operands();
+    if ops.len() < 2 {
+        return usage(con, "writev");
+    }
+    let Some(offset) = num(con, ops[0]) else {
+        return Status::Failed;
+    };
+    let Some(count) = vector_length(con, &ops[1..]) else {
+        return Status::Failed;
+    };
+    do_write(blk, con, "writev", offset, count, Fill::Byte(pat), flags, &out)
+}
+
+fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut out = Output::default();
+    let mut g = GetOpt::new(argv, "Cq");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('q', _) => out.quiet = true,
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "discard");
+            }
+            Opt::Flag(..) => return usage(con, "discard"),
+        }
+    }
+    let &[off_arg, len_arg] = g.operands() else {
+        return usage(con, "discard");
+    };
+    let Some(offset) = num(con, off_arg) else {
+        return Status::Failed;
+    };
+    let Some(count) = length(con, len_arg) else {
+        return Status::Failed;
+    };
+    let start = Instant::now();
+    let res = blk.discard(offset, count);
+    let elapsed = start.elapsed().into();
+    if let Err(e) = res {
+        con.say(&format!("discard failed: {}", strerror(&e)));
+        return Status::Failed;
+    }
+    if !out.quiet {
+        report(con, "discard", offset, count, elapsed, out.csv);
+    }
+    Status::Ok
+}
+
+const READ_HELP: &str = "
+ reads a range of bytes from the given offset
+
+ Example:
+ 'read -v 512 1k' - dumps 1 kilobyte read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ -C, -- report statistics in a machine parsable format
+ -l, -- length for pattern verification (only with -P)
+ -p, -- ignored for backwards compatibility
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -s, -- start offset for pattern verification (only with -P)
+ -v, -- dump buffer to standard output
+
+";
+
+const READV_HELP: &str = "
+ reads a range of bytes from the given offset into multiple buffers
+
+ Example:
+ 'readv -v 512 1k 1k ' - dumps 2 kilobytes read from 512 bytes into the file
+
+ Reads a segment of the currently open file, optionally dumping it to the
+ standard output stream (with -v option) for subsequent inspection.
+ Uses multiple iovec buffers if more than one byte range is specified.
+ -C, -- report statistics in a machine parsable format
+ -P, -- use a pattern to verify read data
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -v, -- dump buffer to standard output
+
+";
+
+const WRITE_HELP: &str = "
+ writes a range of bytes from the given offset
+
+ Example:
+ 'write 512 1k' - writes 1 kilobyte at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -n, -- with -z, don't allow slow fallback
+ -p, -- ignored for backwards compatibility
+ -P, -- use different pattern to fill file
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+ -u, -- with -z, allow unmapping
+ -z, -- write zeroes using blk_pwrite_zeroes
+
+";
+
+const WRITEV_HELP: &str = "
+ writes a range of bytes from the given offset source from multiple buffers
+
+ Example:
+ 'writev 512 1k 1k' - writes 2 kilobytes at 512 bytes into the open file
+
+ Writes into a segment of the currently open file, using a buffer
+ filled with a set pattern (0xcdcdcdcd).
+ -C, -- report statistics in a machine parsable format
+ -f, -- use Force Unit Access semantics
+ -P, -- use different pattern to fill file
+ -q, -- quiet mode, do not show I/O statistics
+ -r, -- register I/O buffer
+
+";
+
+const DISCARD_HELP: &str = "
+ discards a range of bytes from the given offset
+
+ Example:
+ 'discard 512 1k' - discards 1 kilobyte from 512 bytes into the file
+
+ Discards a segment of the currently open file.
+ -C, -- report statistics in a machine parsable format
+ -q, -- quiet mode, do not show I/O statistics
+
+";

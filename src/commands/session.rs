@@ -1,0 +1,201 @@
+//! The session family: open, close, quit, help, sleep. These manage the
+//! shell itself rather than do I/O.
+
+use std::time::Duration;
+
+use super::args::{GetOpt, Opt, strtol0};
+use super::{Body, Command, Shell, Status, find, table, usage};
+use crate::blocklayer::{OpenRequest, open_image};
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "open",
+        altname: Some("o"),
+        argmin: 1,
+        argmax: None,
+        args: Some("[-rsCnkU] [-t cache] [-d discard] [-o options] [path]"),
+        oneline: "open the file specified by path",
+        help: Some(OPEN_HELP),
+        writes: false,
+        body: Body::Shell(open_f),
+    },
+    Command {
+        name: "close",
+        altname: Some("c"),
+        argmin: 0,
+        argmax: Some(0),
+        args: None,
+        oneline: "close the current open file",
+        help: None,
+        writes: false,
+        body: Body::Shell(close_f),
+    },
+    Command {
+        name: "quit",
+        altname: Some("q"),
+        argmin: 0,
+        argmax: None,
+        args: None,
+        oneline: "exit the program",
+        help: None,
+        writes: false,
+        body: Body::Shell(|_, _| Status::Quit),
+    },
+    Command {
+        name: "help",
+        altname: Some("?"),
+        argmin: 0,
+        argmax: Some(1),
+        args: Some("[command]"),
+        oneline: "help for one or all commands",
+        help: None,
+        writes: false,
+        body: Body::Shell(help_f),
+    },
+    Command {
+        name: "sleep",
+        altname: None,
+        argmin: 1,
+        argmax: Some(1),
+        args: None,
+        oneline: "waits for the given value in milliseconds",
+        help: None,
+        writes: false,
+        body: Body::Shell(sleep_f),
+    },
+];
+
+fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
+    if sh.blk.is_some() && !sh.default_device {
+        sh.console
+            .warn(&format!("{}: file open already, try 'help close'", sh.prog));
+        return Status::Failed;
+    }
+    let mut req = OpenRequest::default();
+    let mut options: Vec<String> = Vec::new();
+    let mut g = GetOpt::new(argv, "snCro:kt:d:U");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('r', _) => req.read_only = true,
+            Opt::Flag('n', _) => req.nocache = true,
+            Opt::Flag('o', Some(v)) => options.push(v.to_string()),
+            Opt::Flag('U', _) => {}
+            Opt::Flag('t', Some(mode)) => match mode {
+                "none" | "directsync" => req.nocache = true,
+                "writeback" | "writethrough" | "unsafe" => req.nocache = false,
+                _ => {
+                    sh.console
+                        .warn(&format!("{}: Invalid cache option: {mode}", sh.prog));
+                    return Status::Failed;
+                }
+            },
+            Opt::Flag('d', Some(mode)) => {
+                if !matches!(mode, "ignore" | "off" | "unmap" | "on") {
+                    sh.console
+                        .warn(&format!("{}: Invalid discard option: {mode}", sh.prog));
+                    return Status::Failed;
+                }
+            }
+            Opt::Flag(c @ ('s' | 'C' | 'k'), _) => {
+                sh.console
+                    .warn(&format!("{}: open: -{c} is not supported by zio", sh.prog));
+                return Status::Failed;
+            }
+            Opt::Bad(msg) => {
+                sh.console.warn(&msg);
+                return usage(&mut sh.console, "open");
+            }
+            Opt::Flag(..) => return usage(&mut sh.console, "open"),
+        }
+    }
+    let opts = (!options.is_empty()).then(|| options.join(","));
+    match g.operands() {
+        [] => {
+            req.image_opts = true;
+            req.target = opts;
+        }
+        [path] => {
+            req.target = Some(path.to_string());
+            req.options = opts;
+        }
+        _ => return usage(&mut sh.console, "open"),
+    }
+    match open_image(&req) {
+        Ok(blk) => {
+            sh.blk = Some(blk);
+            sh.default_device = false;
+            Status::Ok
+        }
+        Err(e) => {
+            sh.console.warn(&format!("{}: {e}", sh.prog));
+            Status::Failed
+        }
+    }
+}
+
+fn close_f(sh: &mut Shell, _argv: &[&str]) -> Status {
+    sh.default_device = false;
+    if sh.blk.take().is_none() {
+        sh.console.warn("no file open, try 'help open'");
+        return Status::Failed;
+    }
+    Status::Ok
+}
+
+fn help_f(sh: &mut Shell, argv: &[&str]) -> Status {
+    let out = &mut sh.console;
+    match argv.get(1) {
+        None => {
+            for c in table() {
+                out.say(&c.usage_line(c.name));
+            }
+            out.say("");
+            out.say("Use 'help commandname' for extended help.");
+            Status::Ok
+        }
+        Some(word) => match find(word) {
+            None => {
+                out.say(&format!("command {word} not found"));
+                Status::Failed
+            }
+            Some(c) => {
+                out.say(&c.usage_line(word));
+                if let Some(text) = c.help {
+                    let _ = out.out().write_all(text.as_bytes());
+                }
+                Status::Ok
+            }
+        },
+    }
+}
+
+fn sleep_f(sh: &mut Shell, argv: &[&str]) -> Status {
+    match strtol0(argv[1]) {
+        Some(ms) if ms >= 0 => {
+            sh.console.flush();
+            std::thread::sleep(Duration::from_millis(ms as u64));
+            Status::Ok
+        }
+        _ => {
+            sh.console.say(&format!("{} is not a valid number", argv[1]));
+            Status::Failed
+        }
+    }
+}
+
+const OPEN_HELP: &str = "
+ opens a new file in the requested mode
+
+ Example:
+ 'open -n -o driver=raw /tmp/data' - opens raw data file read-write, uncached
+
+ Opens a file for subsequent use by all of the other zio commands.
+ -r, -- open file read-only
+ -n, -- disable host cache (O_DIRECT), short for -t none
+ -U, -- force shared permissions
+ -t, -- use the given cache mode for the image (none, directsync, writeback,
+        writethrough, unsafe)
+ -d, -- use the given discard mode for the image (ignore, off, unmap, on)
+ -o, -- options to be given to the block driver (driver=raw,file.filename=...)
+ -s, -C and -k (snapshot, copy-on-read, kernel AIO) are not supported by zio.
+";

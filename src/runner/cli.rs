@@ -1,0 +1,235 @@
+//! The `zio-iotests` command line: parses options, works out defaults,
+//! and drives discovery, selection, the run, the report and the exit code.
+
+use std::env;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::thread;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+
+use super::config::{Config, display_path};
+use super::discover::discover;
+use super::outcome::{Status, shell_quote};
+use super::report::{Format, Reporter};
+use super::schedule::run_all;
+use super::select::{Selection, select};
+use super::state::{load_failed, record_run};
+
+/// Set by `run-iotests.sh` to its own `$0`: rerun hints name the script,
+/// and the default tests directory is the `iotests` next to it.
+pub const LAUNCHER_ENV: &str = "ZIO_IOTESTS_LAUNCHER";
+
+/// Runs zio's golden-output iotests (modelled on qemu-iotests' `check`).
+///
+/// Exit status: 0 if nothing failed, 1 if a test failed, 2 on usage or
+/// runner errors.
+#[derive(Debug, Parser)]
+#[command(name = "zio-iotests", version, args_override_self = true)]
+pub struct Cli {
+    /// Only run tests in any of these groups (`disabled` runs only if named).
+    #[arg(
+        short = 'g',
+        long = "group",
+        value_name = "GROUP[,GROUP]",
+        value_delimiter = ','
+    )]
+    pub groups: Vec<String>,
+    /// Skip tests in any of these groups.
+    #[arg(
+        short = 'x',
+        long = "exclude-group",
+        value_name = "GROUP[,GROUP]",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
+    /// Run up to N tests at once [default: number of CPUs].
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
+    /// Rewrite the .out of each test that exits 0 from its actual output.
+    #[arg(long)]
+    pub bless: bool,
+    /// Print TAP version 13 instead of the human report.
+    #[arg(long)]
+    pub tap: bool,
+    /// Keep the scratch directories of passing tests too.
+    #[arg(long)]
+    pub keep: bool,
+    /// List the tests that would run, one per line, and run nothing.
+    #[arg(short = 'n', long = "dry-run")]
+    pub dry_run: bool,
+    /// Only rerun the tests that failed when they last ran.
+    #[arg(long)]
+    pub failed: bool,
+    /// Kill a test (its whole process group) after SECS seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
+    /// The tests directory [default: iotests next to run-iotests.sh].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The zio binary under test [default: zio next to this runner].
+    #[arg(long, value_name = "PATH")]
+    pub zio: Option<PathBuf>,
+    /// Where scratch directories, .out.bad files and state go
+    /// [default: <target dir>/zio-iotests].
+    #[arg(long, value_name = "DIR")]
+    pub scratch: Option<PathBuf>,
+    /// Only run these tests.
+    #[arg(value_name = "TEST")]
+    pub tests: Vec<String>,
+}
+
+/// Entry point of the `zio-iotests` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("zio-iotests: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs what `cli` asks for and returns the exit code.
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    if cli.bless && env::var_os("CI").is_some() {
+        bail!("--bless refused: CI is set, and CI must not rewrite expected output");
+    }
+    let defaults = Defaults::from_env()?;
+    let dir = cli.dir.clone().unwrap_or_else(|| defaults.dir.clone());
+    let scratch = cli
+        .scratch
+        .clone()
+        .unwrap_or_else(|| defaults.scratch.clone());
+
+    let selection = Selection {
+        names: cli.tests.clone(),
+        groups: nonempty(&cli.groups),
+        exclude: nonempty(&cli.exclude),
+    };
+    let mut tests = select(discover(&dir)?, &selection)?;
+    if cli.failed {
+        let failed = load_failed(&scratch)?;
+        tests.retain(|t| failed.contains(&t.name));
+    }
+    if cli.dry_run {
+        emit(
+            &tests
+                .iter()
+                .map(|t| format!("{}\n", t.name))
+                .collect::<String>(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if tests.is_empty() {
+        eprintln!("zio-iotests: no iotests selected");
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
+    let mut cfg = Config::new(&zio, &dir, &scratch)?;
+    cfg.timeout = Duration::from_secs(cli.timeout);
+    cfg.bless = cli.bless;
+    cfg.keep = cli.keep;
+    cfg.rerun_prefix = defaults.rerun_prefix(&cfg.zio, &cfg.tests_dir);
+
+    let format = if cli.tap { Format::Tap } else { Format::Human };
+    let reporter = Reporter::new(format, tests.iter().map(|t| t.name.as_str()));
+    let jobs = cli.jobs.map_or_else(default_jobs, |j| j as usize);
+    emit(&reporter.header());
+    let verdicts = run_all(&tests, &cfg, jobs, |i, v| emit(&reporter.verdict(i, v)));
+    emit(&reporter.summary(&verdicts));
+
+    record_run(
+        &cfg.scratch_root,
+        verdicts.iter().map(|v| v.name.as_str()),
+        verdicts
+            .iter()
+            .filter(|v| v.status == Status::Fail)
+            .map(|v| v.name.as_str()),
+    )?;
+    Ok(if verdicts.iter().any(|v| v.runner_error) {
+        ExitCode::from(2)
+    } else if verdicts.iter().any(|v| v.status == Status::Fail) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Defaults that depend on where the runner binary and its launcher are.
+struct Defaults {
+    launcher: Option<String>,
+    exe: PathBuf,
+    zio: PathBuf,
+    dir: PathBuf,
+    scratch: PathBuf,
+}
+
+impl Defaults {
+    fn from_env() -> Result<Defaults> {
+        let exe = env::current_exe().context("cannot find the runner's own path")?;
+        let launcher = env::var(LAUNCHER_ENV).ok().filter(|l| !l.is_empty());
+        let dir = match &launcher {
+            Some(l) => Path::new(l).with_file_name("iotests"),
+            None => PathBuf::from("iotests"),
+        };
+        // target/{debug,release}/zio-iotests -> target/zio-iotests
+        let profile_dir = exe.parent().unwrap_or(Path::new("."));
+        let in_target = matches!(
+            profile_dir.file_name().and_then(|n| n.to_str()),
+            Some("debug" | "release")
+        );
+        let scratch = match profile_dir.parent() {
+            Some(target) if in_target => target.join("zio-iotests"),
+            _ => env::temp_dir().join("zio-iotests"),
+        };
+        Ok(Defaults {
+            zio: exe.with_file_name("zio"),
+            launcher,
+            exe,
+            dir,
+            scratch,
+        })
+    }
+
+    /// The command that reruns a test: the launcher, plus `--zio`/`--dir`
+    /// when this run used non-default ones.
+    fn rerun_prefix(&self, zio: &Path, tests_dir: &Path) -> String {
+        let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
+        let mut words = vec![match &self.launcher {
+            Some(l) => l.clone(),
+            None => display_path(&self.exe),
+        }];
+        if !same(zio, &self.zio) {
+            words.extend(["--zio".into(), display_path(zio)]);
+        }
+        if !same(tests_dir, &self.dir) {
+            words.extend(["--dir".into(), display_path(tests_dir)]);
+        }
+        words
+            .iter()
+            .map(|w| shell_quote(w))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+fn nonempty(list: &[String]) -> Vec<String> {
+    list.iter().filter(|s| !s.is_empty()).cloned().collect()
+}
+
+fn default_jobs() -> usize {
+    thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Writes report text to stdout; a closed stdout must not abort the run.
+fn emit(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}

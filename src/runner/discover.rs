@@ -1,0 +1,103 @@
+//! Test discovery: finds the `NAME` + `NAME.out` pairs in a tests directory
+//! and reads each script's `# group:` line. Nothing here runs a test.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use walkdir::WalkDir;
+
+/// One golden-output test: a bash script and the output it must produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestCase {
+    /// File name of the script, e.g. `001` or `zone-append`.
+    pub name: String,
+    /// Path of the script.
+    pub script: PathBuf,
+    /// Path of the expected output, `<script>.out`.
+    pub expected: PathBuf,
+    /// Groups from the script's first `# group:` line, in file order.
+    pub groups: Vec<String>,
+}
+
+impl TestCase {
+    /// True if the test lists `group` on its `# group:` line.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g == group)
+    }
+}
+
+/// Lists the tests in `dir`, sorted by name.
+///
+/// A regular file `NAME` is a test when `NAME.out` exists next to it; every
+/// other file (`common.rc`, helpers, `*.out`, dot files) and every
+/// subdirectory is ignored.
+pub fn discover(dir: &Path) -> Result<Vec<TestCase>> {
+    if !dir.is_dir() {
+        bail!("tests directory {} does not exist", dir.display());
+    }
+    let mut tests = Vec::new();
+    for entry in WalkDir::new(dir).min_depth(1).max_depth(1) {
+        let entry =
+            entry.with_context(|| format!("cannot read tests directory {}", dir.display()))?;
+        let Some(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if !is_candidate_name(name) || !entry.path().is_file() {
+            continue;
+        }
+        let expected = dir.join(format!("{name}.out"));
+        if !expected.is_file() {
+            continue;
+        }
+        let script = entry.path().to_path_buf();
+        let text = fs::read(&script)
+            .with_context(|| format!("cannot read test script {}", script.display()))?;
+        tests.push(TestCase {
+            name: name.to_string(),
+            groups: parse_groups(&String::from_utf8_lossy(&text)),
+            script,
+            expected,
+        });
+    }
+    tests.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(tests)
+}
+
+/// Names that can never be a test script: dot files, editor backups and
+/// the runner's own output files.
+fn is_candidate_name(name: &str) -> bool {
+    !(name.starts_with('.')
+        || name.ends_with('~')
+        || name.ends_with(".out")
+        || name.ends_with(".out.bad"))
+}
+
+/// Groups named on the first line starting with `# group:`; none if absent.
+pub fn parse_groups(script: &str) -> Vec<String> {
+    script
+        .lines()
+        .find_map(|line| line.strip_prefix("# group:"))
+        .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_come_from_first_group_line() {
+        let script = "#!/bin/bash\n# group: quick zoned\n# group: other\n";
+        assert_eq!(parse_groups(script), ["quick", "zoned"]);
+        assert!(parse_groups("#!/bin/bash\necho hi\n").is_empty());
+    }
+
+    #[test]
+    fn output_files_are_not_candidates() {
+        assert!(is_candidate_name("001"));
+        assert!(!is_candidate_name("001.out"));
+        assert!(!is_candidate_name("001.out.bad"));
+        assert!(!is_candidate_name(".hidden"));
+    }
+}

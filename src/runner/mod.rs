@@ -1,0 +1,27 @@
+//! The golden-output test runner behind `run-iotests.sh` and
+//! `cargo test --test iotests`, modelled on qemu-iotests' `check`.
+//!
+//! A test is a bash script `iotests/NAME` with its expected output in
+//! `iotests/NAME.out`. The pieces, one per module:
+//! [`discover`] finds tests, [`select`] filters them, [`exec`] runs one
+//! script, [`compare`] diffs outputs, [`outcome`] turns a run into a
+//! verdict, [`schedule`] runs many in parallel, [`report`] formats results,
+//! [`state`] remembers failures for `--failed`, and [`cli`] ties it
+//! together for the `zio-iotests` binary.
+
+pub mod cli;
+pub mod compare;
+pub mod config;
+pub mod discover;
+pub mod exec;
+pub mod outcome;
+pub mod report;
+pub mod schedule;
+pub mod scratch;
+pub mod select;
+pub mod state;
+
+pub use config::Config;
+pub use discover::{TestCase, discover};
+pub use outcome::{Status, Verdict, run_one};
+pub use select::{DISABLED_GROUP, Selection, select};

@@ -1,0 +1,470 @@
+//! Integration tests of the `zio-iotests` runner binary against the tiny
+//! fixture suites in `tests/runner-fixtures/`.
+//!
+//! Every fixture sources the real `iotests/common.rc` through a shim
+//! (`ZIO_COMMON_RC`), so these tests exercise it too. Each test gets its
+//! own scratch root, and tests that modify a suite work on a copy.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const RUNNER: &str = env!("CARGO_BIN_EXE_zio-iotests");
+const ZIO: &str = env!("CARGO_BIN_EXE_zio");
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    manifest_dir().join("tests/runner-fixtures").join(name)
+}
+
+/// A fresh, empty directory for test `name`.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("runner-tests")
+        .join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A copy of fixture suite `suite` under `dest`.
+fn copy_suite(suite: &str, dest: &Path) -> PathBuf {
+    let to = dest.join(suite);
+    fs::create_dir_all(&to).unwrap();
+    for entry in fs::read_dir(fixture(suite)).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+    to
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+/// `program` with the environment and cwd the runner is tested under.
+fn command(program: &str) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.current_dir(manifest_dir())
+        .env("ZIO_COMMON_RC", manifest_dir().join("iotests/common.rc"))
+        .env_remove("CI")
+        .env_remove("ZIO_IOTESTS_LAUNCHER");
+    cmd
+}
+
+fn finish(mut cmd: Command) -> Run {
+    let start = Instant::now();
+    let out = cmd.output().expect("cannot start zio-iotests");
+    Run {
+        code: out.status.code().expect("runner killed by a signal"),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Runs the runner on suite directory `dir` with scratch root `scratch`.
+fn run_env(dir: &Path, scratch: &Path, args: &[&str], envs: &[(&str, &str)]) -> Run {
+    let mut cmd = command(RUNNER);
+    cmd.envs(envs.iter().copied())
+        .arg("--dir")
+        .arg(dir)
+        .arg("--scratch")
+        .arg(scratch)
+        .arg("--zio")
+        .arg(ZIO)
+        .args(args);
+    finish(cmd)
+}
+
+fn run(dir: &Path, scratch: &Path, args: &[&str]) -> Run {
+    run_env(dir, scratch, args, &[])
+}
+
+/// The words of the result line of test `name`, e.g. `["ok", "pass", "0.0s"]`.
+fn result_words<'a>(stdout: &'a str, name: &str) -> Vec<&'a str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no result line for {name} in:\n{stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let time = if words[1] == "not" {
+        words[3]
+    } else {
+        words[2]
+    };
+    let secs = time.strip_suffix('s').expect("time ends in s");
+    assert!(secs.parse::<f64>().is_ok(), "bad time {time:?} in {line:?}");
+    words
+}
+
+fn status_of(stdout: &str, name: &str) -> String {
+    let words = result_words(stdout, name);
+    if words[1] == "not" {
+        "not run".to_string()
+    } else {
+        words[1].to_string()
+    }
+}
+
+#[test]
+fn passing_suite_passes_and_exits_0() {
+    let scratch = temp_dir("passing");
+    let r = run(&fixture("pass"), &scratch, &["-j", "1"]);
+    assert_eq!(r.code, 0, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    for name in ["ok", "helpers", "trailing_ws"] {
+        assert_eq!(status_of(&r.stdout, name), "pass", "{}", r.stdout);
+    }
+    assert!(!r.stdout.contains("helper.sh"), "helper.sh is not a test");
+    assert!(!r.stdout.contains("common.rc"));
+    assert!(
+        r.stdout
+            .ends_with("Not run: skipped\nPassed all 3 iotests\n")
+    );
+    // Passing tests leave nothing behind by default.
+    assert!(!scratch.join("ok").exists());
+    assert!(!scratch.join("ok.out.bad").exists());
+    assert!(!scratch.join("ok.log").exists());
+}
+
+#[test]
+fn keep_keeps_scratch_dirs() {
+    let scratch = temp_dir("keep");
+    let r = run(&fixture("pass"), &scratch, &["--keep", "helpers"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        fs::metadata(scratch.join("helpers/t.img")).unwrap().len(),
+        2 << 20
+    );
+}
+
+#[test]
+fn notrun_reports_reason_and_is_not_counted() {
+    let scratch = temp_dir("notrun");
+    let r = run(&fixture("pass"), &scratch, &["skipped"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let words = result_words(&r.stdout, "skipped");
+    assert_eq!(words[1..3], ["not", "run"]);
+    assert_eq!(words[4..].join(" "), "needs a zoned device");
+    assert!(
+        r.stdout
+            .ends_with("Not run: skipped\nPassed all 0 iotests\n")
+    );
+}
+
+#[test]
+fn output_mismatch_fails_with_diff_bad_file_and_rerun() {
+    let scratch = temp_dir("mismatch");
+    let dir = fixture("mixed");
+    let r = run(&dir, &scratch, &["bad_output"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let words = result_words(&r.stdout, "bad_output");
+    assert_eq!(words[1], "fail");
+    assert_eq!(words[3..].join(" "), "output mismatch");
+
+    let bad = scratch.join("bad_output.out.bad");
+    // Paths below the cwd (the manifest dir) are shown relative to it.
+    let bad_label = bad.strip_prefix(manifest_dir()).unwrap_or(&bad);
+    let headers = format!(
+        "\n--- tests/runner-fixtures/mixed/bad_output.out\n+++ {}\n",
+        bad_label.display()
+    );
+    assert!(
+        r.stdout.contains(&headers),
+        "{headers}\nnot in:\n{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("\n line one\n-expected line\n+actual line\n line three\n")
+    );
+    let actual = fs::read_to_string(&bad).unwrap();
+    assert!(actual.contains("actual line\n"), "{actual}");
+    assert!(
+        !dir.join("bad_output.out.bad").exists(),
+        "must not write into the suite"
+    );
+    assert!(
+        r.stdout
+            .ends_with("Failures: bad_output\nFailed 1 of 1 iotests\n")
+    );
+
+    // The rerun hint is a working command that runs just this test.
+    let rerun = r
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("  rerun: "))
+        .expect("rerun line");
+    assert!(rerun.ends_with(" bad_output"), "{rerun}");
+    let scratch2 = temp_dir("mismatch-rerun");
+    let mut cmd = command("sh");
+    cmd.arg("-c")
+        .arg(format!("{rerun} --scratch \"$1\""))
+        .arg("sh")
+        .arg(&scratch2);
+    let again = finish(cmd);
+    assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.ends_with("Failed 1 of 1 iotests\n"),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn nonzero_exit_fails_with_status() {
+    let scratch = temp_dir("exit-status");
+    let r = run(&fixture("mixed"), &scratch, &["bad_exit"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let words = result_words(&r.stdout, "bad_exit");
+    assert_eq!(words[1], "fail");
+    assert_eq!(words[3..].join(" "), "exit status 3");
+    assert!(!r.stdout.contains("\n--- "), "output matched, so no diff");
+}
+
+#[test]
+fn trailing_whitespace_is_ignored() {
+    let scratch = temp_dir("trailing");
+    let script = fs::read_to_string(fixture("pass/trailing_ws")).unwrap();
+    assert!(
+        script.contains("spaces   \\n"),
+        "fixture must print trailing blanks"
+    );
+    let r = run(&fixture("pass"), &scratch, &["trailing_ws"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(status_of(&r.stdout, "trailing_ws"), "pass");
+}
+
+#[test]
+fn bless_rewrites_out_and_refuses_under_ci() {
+    let tmp = temp_dir("bless");
+    let scratch = tmp.join("scratch");
+    let dir = copy_suite("mixed", &tmp);
+    let out_file = dir.join("bad_output.out");
+    let before = fs::read_to_string(&out_file).unwrap();
+
+    let refused = run_env(&dir, &scratch, &["--bless"], &[("CI", "true")]);
+    assert_eq!(refused.code, 2);
+    assert!(
+        refused.stderr.contains("--bless refused"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(refused.stderr.lines().count(), 1, "{}", refused.stderr);
+    assert!(refused.stdout.is_empty());
+    assert_eq!(fs::read_to_string(&out_file).unwrap(), before);
+
+    let blessed = run(&dir, &scratch, &["--bless", "bad_output"]);
+    assert_eq!(blessed.code, 0, "{}", blessed.stdout);
+    assert_eq!(
+        result_words(&blessed.stdout, "bad_output")[3..],
+        ["blessed"]
+    );
+    assert!(
+        blessed.stdout.contains("\n-expected line\n+actual line\n"),
+        "diff still shown"
+    );
+    let after = fs::read_to_string(&out_file).unwrap();
+    assert_eq!(after, before.replace("expected line", "actual line"));
+
+    let plain = run(&dir, &scratch, &["bad_output"]);
+    assert_eq!(plain.code, 0, "{}", plain.stdout);
+
+    // A test that exits non-zero is never blessed.
+    let exit_out = fs::read_to_string(dir.join("bad_exit.out")).unwrap();
+    let all = run(&dir, &scratch, &["--bless"]);
+    assert_eq!(all.code, 1, "{}", all.stdout);
+    assert_eq!(status_of(&all.stdout, "bad_exit"), "fail");
+    assert_eq!(
+        fs::read_to_string(dir.join("bad_exit.out")).unwrap(),
+        exit_out
+    );
+}
+
+fn listed(dir: &Path, scratch: &Path, args: &[&str]) -> String {
+    let mut all = vec!["-n"];
+    all.extend_from_slice(args);
+    let r = run(dir, scratch, &all);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    r.stdout
+}
+
+#[test]
+fn dry_run_and_group_selection() {
+    let scratch = temp_dir("groups");
+    let dir = fixture("mixed");
+    assert_eq!(listed(&dir, &scratch, &[]), "bad_exit\nbad_output\ngood\n");
+    assert_eq!(
+        listed(&dir, &scratch, &["-g", "quick"]),
+        "bad_output\ngood\n"
+    );
+    assert_eq!(
+        listed(&dir, &scratch, &["-g", "auto"]),
+        "bad_exit\nbad_output\n"
+    );
+    assert_eq!(
+        listed(&dir, &scratch, &["-g", "quick", "-x", "auto"]),
+        "good\n"
+    );
+    assert_eq!(
+        listed(&dir, &scratch, &["-g", "quick,auto"]),
+        "bad_exit\nbad_output\ngood\n"
+    );
+    assert_eq!(listed(&dir, &scratch, &["-x", "quick,auto"]), "");
+    assert_eq!(
+        listed(&dir, &scratch, &["good", "bad_exit"]),
+        "bad_exit\ngood\n"
+    );
+    // -n runs nothing.
+    assert!(fs::read_dir(&scratch).unwrap().next().is_none());
+}
+
+#[test]
+fn disabled_group_only_runs_when_named() {
+    let scratch = temp_dir("disabled");
+    let dir = fixture("mixed");
+    let r = run(&dir, &scratch, &["-g", "quick"]);
+    assert!(!r.stdout.contains("off"), "{}", r.stdout);
+    assert_eq!(listed(&dir, &scratch, &["-g", "disabled"]), "off\n");
+    assert_eq!(listed(&dir, &scratch, &["off"]), "");
+}
+
+#[test]
+fn parallel_jobs_overlap() {
+    let scratch = temp_dir("parallel");
+    let dir = fixture("slow");
+    let par = run(&dir, &scratch, &["-j", "2"]);
+    assert_eq!(par.code, 0, "{}", par.stdout);
+    assert!(par.stdout.ends_with("Passed all 2 iotests\n"));
+    assert!(
+        par.elapsed < Duration::from_millis(1800),
+        "-j 2 took {:?}",
+        par.elapsed
+    );
+    let serial = run(&dir, &scratch, &["-j", "1"]);
+    assert_eq!(serial.code, 0, "{}", serial.stdout);
+    assert!(
+        serial.elapsed >= Duration::from_secs(2),
+        "-j 1 took {:?}",
+        serial.elapsed
+    );
+}
+
+#[test]
+fn tap_output() {
+    let scratch = temp_dir("tap");
+    let r = run(&fixture("pass"), &scratch, &["--tap"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout
+            .starts_with("TAP version 13\n1..4\nok 1 - helpers\nok 2 - ok\n")
+    );
+    assert!(
+        r.stdout
+            .contains("\nok 3 - skipped # SKIP needs a zoned device\nok 4 - trailing_ws\n")
+    );
+
+    let r = run(
+        &fixture("mixed"),
+        &scratch,
+        &["--tap", "bad_output", "good"],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .starts_with("TAP version 13\n1..2\nnot ok 1 - bad_output\n")
+    );
+    assert!(r.stdout.contains("\n# -expected line\n# +actual line\n"));
+    assert!(r.stdout.contains("\nok 2 - good\n"));
+    for line in r.stdout.lines() {
+        assert!(
+            ["TAP version", "1..", "ok ", "not ok ", "#"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "not a TAP line: {line:?}"
+        );
+    }
+}
+
+#[test]
+fn timeout_kills_the_process_group() {
+    let scratch = temp_dir("timeout");
+    let r = run(&fixture("hang"), &scratch, &["--timeout", "1"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
+    let words = result_words(&r.stdout, "hang");
+    assert_eq!(words[1], "fail");
+    assert_eq!(words[3..].join(" "), "timed out after 1 s");
+
+    // The script's background child was in its process group: gone too.
+    let pid = fs::read_to_string(scratch.join("hang/bg.pid")).unwrap();
+    let cmdline = Path::new("/proc").join(pid.trim()).join("cmdline");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while fs::read(&cmdline).is_ok_and(|c| c.starts_with(b"sleep")) {
+        assert!(Instant::now() < deadline, "background sleep {pid} survived");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn failed_reruns_only_last_failures() {
+    let tmp = temp_dir("failed");
+    let scratch = tmp.join("scratch");
+    let dir = copy_suite("mixed", &tmp);
+    assert_eq!(run(&dir, &scratch, &[]).code, 1);
+    assert_eq!(
+        listed(&dir, &scratch, &["--failed"]),
+        "bad_exit\nbad_output\n"
+    );
+
+    let r = run(&dir, &scratch, &["--failed"]);
+    assert!(!r.stdout.contains("good"), "{}", r.stdout);
+    assert!(
+        r.stdout.ends_with("Failed 2 of 2 iotests\n"),
+        "{}",
+        r.stdout
+    );
+
+    // Once bad_output passes it is forgotten; bad_exit is still remembered.
+    assert_eq!(run(&dir, &scratch, &["--bless", "bad_output"]).code, 0);
+    assert_eq!(listed(&dir, &scratch, &["--failed"]), "bad_exit\n");
+}
+
+#[test]
+fn usage_and_setup_errors_exit_2() {
+    let scratch = temp_dir("errors");
+    let check = |r: Run, what: &str| {
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+        assert!(!r.stderr.contains("panicked"), "{what}: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{what}: {}", r.stdout);
+    };
+    let missing = run(Path::new("/nonexistent/iotests"), &scratch, &[]);
+    assert_eq!(missing.stderr.lines().count(), 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "{}",
+        missing.stderr
+    );
+    check(missing, "missing dir");
+    check(
+        run(&fixture("pass"), &scratch, &["no_such_test"]),
+        "unknown test",
+    );
+    check(run(&fixture("pass"), &scratch, &["--vm"]), "unknown option");
+    check(run(&fixture("pass"), &scratch, &["-j", "0"]), "zero jobs");
+
+    let mut cmd = command(RUNNER);
+    cmd.args(["--zio", "/nonexistent/zio", "--dir"])
+        .arg(fixture("pass"))
+        .arg("--scratch")
+        .arg(&scratch);
+    check(finish(cmd), "missing zio");
+}
