@@ -6,5 +6,5 @@
 
 pub mod blocklayer;
 pub mod commands;
-pub mod units;
 pub mod runner;
+pub mod units;

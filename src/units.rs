@@ -18,7 +18,9 @@ pub enum SizeError {
 impl fmt::Display for SizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SizeError::Invalid => f.write_str("non-numeric argument, or extraneous/unrecognized suffix"),
+            SizeError::Invalid => {
+                f.write_str("non-numeric argument, or extraneous/unrecognized suffix")
+            }
             SizeError::TooLarge => f.write_str("argument too large"),
         }
     }

@@ -32,7 +32,12 @@ struct Cli {
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     commands: Vec<String>,
     /// Image format (driver), e.g. raw
-    #[arg(short = 'f', long = "format", value_name = "FMT", conflicts_with = "image_opts")]
+    #[arg(
+        short = 'f',
+        long = "format",
+        value_name = "FMT",
+        conflicts_with = "image_opts"
+    )]
     format: Option<String>,
     /// Treat IMAGE as an option string: driver=raw,file.driver=file,file.filename=x.img
     #[arg(long = "image-opts")]
@@ -151,7 +156,9 @@ fn interactive(shell: &mut Shell) -> bool {
     let mut rl: Editor<CommandCompleter, DefaultHistory> = match Editor::new() {
         Ok(rl) => rl,
         Err(e) => {
-            shell.console.warn(&format!("zio: cannot start the line editor: {e}"));
+            shell
+                .console
+                .warn(&format!("zio: cannot start the line editor: {e}"));
             return run_lines(shell, io::stdin().lock().lines());
         }
     };

@@ -105,14 +105,21 @@ impl BlockBackend {
     }
 
     /// Writes `len` bytes of `byte` in bounded chunks.
-    pub fn write_pattern(&self, offset: u64, len: u64, byte: u8, flags: WriteFlags) -> io::Result<()> {
+    pub fn write_pattern(
+        &self,
+        offset: u64,
+        len: u64,
+        byte: u8,
+        flags: WriteFlags,
+    ) -> io::Result<()> {
         self.check_write(offset, len)?;
         let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
         buf.as_mut_slice().fill(byte);
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK as u64) as usize;
-            self.root.write(offset + done, &buf.as_slice()[..n], flags)?;
+            self.root
+                .write(offset + done, &buf.as_slice()[..n], flags)?;
             done += n as u64;
         }
         Ok(())

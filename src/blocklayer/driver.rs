@@ -30,6 +30,8 @@ pub struct WriteFlags {
     pub fua: bool,
     /// With write-zeroes: the range may be deallocated.
     pub may_unmap: bool,
+    /// With write-zeroes: fail with ENOTSUP rather than write zero buffers.
+    pub no_fallback: bool,
 }
 
 /// What `info` prints about a node, as qemu-io's `info` does.
@@ -98,6 +100,9 @@ pub(crate) fn write_zeroes_by_writing<D: BlockDriver + ?Sized>(
     flags: WriteFlags,
 ) -> io::Result<()> {
     const CHUNK: u64 = 1 << 20;
+    if flags.no_fallback {
+        return Err(errno(Errno::ENOTSUP));
+    }
     let zeroes = vec![0u8; CHUNK.min(len) as usize];
     let mut done = 0;
     while done < len {

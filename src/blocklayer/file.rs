@@ -36,7 +36,11 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
 
 impl FileNode {
     /// Opens `path` for a protocol node named `driver`.
-    pub fn open_path(path: &str, flags: &OpenFlags, driver: &'static str) -> Result<FileNode, String> {
+    pub fn open_path(
+        path: &str,
+        flags: &OpenFlags,
+        driver: &'static str,
+    ) -> Result<FileNode, String> {
         let fail = |e: &io::Error| format!("Could not open '{path}': {}", strerror(e));
         if let Ok(m) = std::fs::metadata(path)
             && m.is_dir()

@@ -20,7 +20,9 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         .map(|m| m.file_type().is_block_device())
         .unwrap_or(false);
     if !is_block {
-        return Err(format!("'{path}' is not a block device (use driver=file for regular files)"));
+        return Err(format!(
+            "'{path}' is not a block device (use driver=file for regular files)"
+        ));
     }
     Ok(Arc::new(node))
 }

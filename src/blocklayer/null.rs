@@ -34,7 +34,11 @@ impl NullNode {
 
     /// Calls `f(chunk index, range inside the chunk, range inside the request)`
     /// for each chunk that `[offset, offset + len)` touches.
-    fn for_chunks(offset: u64, len: u64, mut f: impl FnMut(u64, std::ops::Range<usize>, std::ops::Range<usize>)) {
+    fn for_chunks(
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(u64, std::ops::Range<usize>, std::ops::Range<usize>),
+    ) {
         let mut pos = offset;
         let end = offset + len;
         while pos < end {
@@ -69,9 +73,11 @@ impl BlockDriver for NullNode {
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let chunks = self.chunks();
-        Self::for_chunks(offset, buf.len() as u64, |idx, src, dst| match chunks.get(&idx) {
-            Some(c) => buf[dst].copy_from_slice(&c[src]),
-            None => buf[dst].fill(0),
+        Self::for_chunks(offset, buf.len() as u64, |idx, src, dst| {
+            match chunks.get(&idx) {
+                Some(c) => buf[dst].copy_from_slice(&c[src]),
+                None => buf[dst].fill(0),
+            }
         });
         Ok(())
     }

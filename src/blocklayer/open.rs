@@ -93,7 +93,9 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         }
         (opts, Some(name))
     };
-    let name = device.clone().unwrap_or_else(|| req.target.clone().unwrap_or_default());
+    let name = device
+        .clone()
+        .unwrap_or_else(|| req.target.clone().unwrap_or_default());
     let root = open_node(&mut opts, &flags).map_err(|reason| OpenError { device, reason })?;
     Ok(BlockBackend::new(root, req.read_only, name))
 }

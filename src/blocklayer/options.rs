@@ -68,7 +68,9 @@ impl OptionMap {
             None => Ok(None),
             Some("on" | "true" | "yes") => Ok(Some(true)),
             Some("off" | "false" | "no") => Ok(Some(false)),
-            Some(v) => Err(format!("Parameter '{key}' expects 'on' or 'off', got '{v}'")),
+            Some(v) => Err(format!(
+                "Parameter '{key}' expects 'on' or 'off', got '{v}'"
+            )),
         }
     }
 
@@ -96,7 +98,9 @@ impl OptionMap {
     /// Fails on the first option nobody took.
     pub fn finish(&self, kind: &str, driver: &str) -> Result<(), String> {
         match self.entries.keys().next() {
-            Some(k) => Err(format!("Block {kind} '{driver}' does not support the option '{k}'")),
+            Some(k) => Err(format!(
+                "Block {kind} '{driver}' does not support the option '{k}'"
+            )),
             None => Ok(()),
         }
     }

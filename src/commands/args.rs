@@ -138,13 +138,14 @@ pub fn strtol0(s: &str) -> Option<i64> {
         Some(b'+') => (false, &s[1..]),
         _ => (false, s),
     };
-    let (radix, digits) = if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
-        (16, h)
-    } else if body.len() > 1 && body.starts_with('0') {
-        (8, &body[1..])
-    } else {
-        (10, body)
-    };
+    let (radix, digits) =
+        if let Some(h) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+            (16, h)
+        } else if body.len() > 1 && body.starts_with('0') {
+            (8, &body[1..])
+        } else {
+            (10, body)
+        };
     if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
         return None;
     }
@@ -175,7 +176,11 @@ mod tests {
         let (o, ops) = run(&["read", "-qv", "0", "-P", "0xab", "4k"], "bCl:pP:qs:v");
         assert_eq!(
             o,
-            vec![Opt::Flag('q', None), Opt::Flag('v', None), Opt::Flag('P', Some("0xab"))]
+            vec![
+                Opt::Flag('q', None),
+                Opt::Flag('v', None),
+                Opt::Flag('P', Some("0xab"))
+            ]
         );
         assert_eq!(ops, vec!["0", "4k"]);
         let (o, _) = run(&["read", "-P0xab", "0", "1"], "P:");
@@ -187,7 +192,10 @@ mod tests {
         let (o, _) = run(&["r", "0", "-1"], "P:");
         assert_eq!(o, vec![Opt::Bad("r: invalid option -- '1'".into())]);
         let (o, _) = run(&["read", "0", "-P"], "P:");
-        assert_eq!(o, vec![Opt::Bad("read: option requires an argument -- 'P'".into())]);
+        assert_eq!(
+            o,
+            vec![Opt::Bad("read: option requires an argument -- 'P'".into())]
+        );
         let (o, ops) = run(&["read", "--", "-1", "0"], "P:");
         assert!(o.is_empty());
         assert_eq!(ops, vec!["-1", "0"]);
@@ -201,7 +209,10 @@ mod tests {
         assert_eq!(parse_pattern("-0"), Ok(0));
         assert_eq!(parse_pattern("255"), Ok(255));
         for bad in ["0x", "0x100", "256", "08", "1a", "-1", "abc"] {
-            assert_eq!(parse_pattern(bad), Err(format!("{bad} is not a valid pattern byte")));
+            assert_eq!(
+                parse_pattern(bad),
+                Err(format!("{bad} is not a valid pattern byte"))
+            );
         }
     }
 

@@ -8,8 +8,8 @@
 //! terminal, a `-c` run and a test.
 
 pub mod args;
-pub mod report;
 mod query;
+pub mod report;
 mod rw;
 mod session;
 

@@ -80,7 +80,10 @@ fn info_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
     for name in &info.format_names {
         con.say(&format!("format name: {name}"));
     }
-    con.say(&format!("cluster size: {}", cvtstr(info.cluster_size as f64)));
+    con.say(&format!(
+        "cluster size: {}",
+        cvtstr(info.cluster_size as f64)
+    ));
     con.say(&format!(
         "vm state offset: {}",
         cvtstr(info.vm_state_offset as f64)
@@ -94,7 +97,10 @@ fn map_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
     let len = match blk.length() {
         Ok(n) => n,
         Err(e) => {
-            con.warn(&format!("zio: Failed to query image length: {}", strerror(&e)));
+            con.warn(&format!(
+                "zio: Failed to query image length: {}",
+                strerror(&e)
+            ));
             return Status::Failed;
         }
     };

@@ -200,7 +200,10 @@ mod tests {
             count: 4096,
             total: 4096,
             ops: 1,
-            elapsed: Elapsed { secs: 0, usecs: 1000 },
+            elapsed: Elapsed {
+                secs: 0,
+                usecs: 1000,
+            },
         };
         let mut out = Vec::new();
         r.write_to(&mut out, false).unwrap();
@@ -210,7 +213,10 @@ mod tests {
         );
         let mut out = Vec::new();
         r.write_to(&mut out, true).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "4096,1,0:00:00.00,4096000.000,1000.000\n");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "4096,1,0:00:00.00,4096000.000,1000.000\n"
+        );
     }
 
     #[test]

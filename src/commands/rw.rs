@@ -224,7 +224,14 @@ fn do_read(
     status
 }
 
-fn report(con: &mut Console, op: &str, offset: u64, count: u64, elapsed: super::report::Elapsed, csv: bool) {
+fn report(
+    con: &mut Console,
+    op: &str,
+    offset: u64,
+    count: u64,
+    elapsed: super::report::Elapsed,
+    csv: bool,
+) {
     let r = IoReport {
         op,
         offset,
@@ -278,7 +285,9 @@ fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         return usage(con, "read");
     }
     let skip = pat_off.unwrap_or(0);
-    let checked = pat_len.map(|l| l as i128).unwrap_or(count as i128 - skip as i128);
+    let checked = pat_len
+        .map(|l| l as i128)
+        .unwrap_or(count as i128 - skip as i128);
     if checked < 0 || checked + skip as i128 > count as i128 {
         con.say("pattern verification range exceeds end of read data");
         return Status::Failed;
@@ -365,13 +374,13 @@ fn do_write(
 fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
-    let (mut pat, mut zero, mut no_fallback) = (None, false, false);
+    let (mut pat, mut zero) = (None, false);
     let mut g = GetOpt::new(argv, "CfnpP:qruz");
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
             Opt::Flag('f', _) => flags.fua = true,
-            Opt::Flag('n', _) => no_fallback = true,
+            Opt::Flag('n', _) => flags.no_fallback = true,
             Opt::Flag('p' | 'r', _) => {}
             Opt::Flag('P', Some(v)) => match pattern(con, v) {
                 Some(p) => pat = Some(p),
@@ -398,16 +407,23 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         con.say("-u requires -z to be specified");
         return Status::Failed;
     }
-    if no_fallback && !zero {
+    if flags.no_fallback && !zero {
         con.say("-n requires -z to be specified");
         return Status::Failed;
     }
     let Some(offset) = num(con, off_arg) else {
         return Status::Failed;
     };
-    let Some(count) = length(con, len_arg) else {
+    // Only an efficient write-zeroes (-z -n) may exceed the request limit.
+    let Some(count) = num(con, len_arg) else {
         return Status::Failed;
     };
+    if count > BDRV_REQUEST_MAX_BYTES && !(zero && flags.no_fallback) {
+        con.say(&format!(
+            "length cannot exceed {BDRV_REQUEST_MAX_BYTES} without -n, given {len_arg}"
+        ));
+        return Status::Failed;
+    }
     let fill = if zero {
         Fill::Zeroes
     } else {
@@ -448,7 +464,16 @@ fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let Some(count) = vector_length(con, &ops[1..]) else {
         return Status::Failed;
     };
-    do_write(blk, con, "writev", offset, count, Fill::Byte(pat), flags, &out)
+    do_write(
+        blk,
+        con,
+        "writev",
+        offset,
+        count,
+        Fill::Byte(pat),
+        flags,
+        &out,
+    )
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {

@@ -177,7 +177,8 @@ fn sleep_f(sh: &mut Shell, argv: &[&str]) -> Status {
             Status::Ok
         }
         _ => {
-            sh.console.say(&format!("{} is not a valid number", argv[1]));
+            sh.console
+                .say(&format!("{} is not a valid number", argv[1]));
             Status::Failed
         }
     }

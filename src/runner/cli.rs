@@ -125,8 +125,12 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
+    let format = if cli.tap { Format::Tap } else { Format::Human };
+    let reporter = Reporter::new(format, tests.iter().map(|t| t.name.as_str()));
     if tests.is_empty() {
         eprintln!("zio-iotests: no iotests selected");
+        emit(&reporter.header());
+        emit(&reporter.summary(&[]));
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -137,8 +141,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     cfg.keep = cli.keep;
     cfg.rerun_prefix = defaults.rerun_prefix(&cfg.zio, &cfg.tests_dir);
 
-    let format = if cli.tap { Format::Tap } else { Format::Human };
-    let reporter = Reporter::new(format, tests.iter().map(|t| t.name.as_str()));
     let jobs = cli.jobs.map_or_else(default_jobs, |j| j as usize);
     emit(&reporter.header());
     let verdicts = run_all(&tests, &cfg, jobs, |i, v| emit(&reporter.verdict(i, v)));

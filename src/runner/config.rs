@@ -36,7 +36,10 @@ impl Config {
     /// three absolute (symlinks are kept, so messages show familiar paths). Switches start at their defaults.
     pub fn new(zio: &Path, tests_dir: &Path, scratch_root: &Path) -> Result<Config> {
         if !tests_dir.is_dir() {
-            bail!("tests directory {} does not exist", tests_dir.display());
+            bail!(
+                "tests directory {} does not exist or is not a directory",
+                tests_dir.display()
+            );
         }
         if !zio.is_file() {
             bail!(
@@ -68,6 +71,7 @@ impl Config {
 pub fn display_path(path: &Path) -> String {
     let relative = std::env::current_dir()
         .ok()
+        .filter(|cwd| cwd.parent().is_some())
         .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
     match relative {
         Some(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),

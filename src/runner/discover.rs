@@ -34,7 +34,10 @@ impl TestCase {
 /// subdirectory is ignored.
 pub fn discover(dir: &Path) -> Result<Vec<TestCase>> {
     if !dir.is_dir() {
-        bail!("tests directory {} does not exist", dir.display());
+        bail!(
+            "tests directory {} does not exist or is not a directory",
+            dir.display()
+        );
     }
     let mut tests = Vec::new();
     for entry in WalkDir::new(dir).min_depth(1).max_depth(1) {

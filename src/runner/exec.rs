@@ -61,6 +61,10 @@ pub fn run_test(test: &TestCase, cfg: &Config) -> Result<RunOutput> {
         .env("TEST_IMG", scratch.test_dir.join("t.img"))
         .env("IOTEST_NOTRUN_FILE", &scratch.notrun)
         .env("LC_ALL", "C")
+        // Inherited values would change how bash or common.rc behave.
+        .env_remove("BASH_ENV")
+        .env_remove("ENV")
+        .env_remove("status")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)
