@@ -34,7 +34,9 @@ impl AlignedBuf {
 /// True when an O_DIRECT request needs no bounce buffer.
 pub fn is_aligned(offset: u64, buf: &[u8]) -> bool {
     let a = DIRECT_ALIGN as u64;
-    offset % a == 0 && buf.len() as u64 % a == 0 && buf.as_ptr().align_offset(DIRECT_ALIGN) == 0
+    offset.is_multiple_of(a)
+        && (buf.len() as u64).is_multiple_of(a)
+        && buf.as_ptr().align_offset(DIRECT_ALIGN) == 0
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ impl OptionMap {
                 continue;
             }
             match item.split_once('=') {
-                Some((k, _)) if k.is_empty() => {
+                Some(("", _)) => {
                     return Err(format!("Invalid parameter '{item}'"));
                 }
                 Some((k, v)) => {

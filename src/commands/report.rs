@@ -31,8 +31,7 @@ pub fn cvtstr(value: f64) -> String {
 /// `printf("%.Nf")`, including glibc's spelling of infinities and NaN.
 pub fn c_float(v: f64, decimals: usize) -> String {
     if v.is_nan() {
-        // x86's 0.0/0.0 has the sign bit set; glibc prints it as "-nan".
-        return if v.is_sign_negative() || v.to_bits() == (0.0f64 / 0.0).to_bits() {
+        return if v.is_sign_negative() {
             "-nan".into()
         } else {
             "nan".into()

@@ -161,9 +161,7 @@ impl Verify {
 fn do_read(
     blk: &BlockBackend,
     con: &mut Console,
-    op: &str,
-    offset: u64,
-    count: u64,
+    Range { op, offset, count }: Range,
     verify: Option<Verify>,
     out: &Output,
 ) -> Status {
@@ -297,7 +295,12 @@ fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         start: offset + skip,
         len: checked as u64,
     });
-    do_read(blk, con, "read", offset, count, verify, &out)
+    let range = Range {
+        op: "read",
+        offset,
+        count,
+    };
+    do_read(blk, con, range, verify, &out)
 }
 
 fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -336,7 +339,12 @@ fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         start: offset,
         len: count,
     });
-    do_read(blk, con, "readv", offset, count, verify, &out)
+    let range = Range {
+        op: "readv",
+        offset,
+        count,
+    };
+    do_read(blk, con, range, verify, &out)
 }
 
 /// What a write puts down.
@@ -345,12 +353,17 @@ enum Fill {
     Zeroes,
 }
 
+/// A checked request: the command word for errors, and the byte range.
+struct Range<'a> {
+    op: &'a str,
+    offset: u64,
+    count: u64,
+}
+
 fn do_write(
     blk: &BlockBackend,
     con: &mut Console,
-    op: &str,
-    offset: u64,
-    count: u64,
+    Range { op, offset, count }: Range,
     fill: Fill,
     flags: WriteFlags,
     out: &Output,
@@ -429,7 +442,12 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     } else {
         Fill::Byte(pat.unwrap_or(0xcd))
     };
-    do_write(blk, con, "write", offset, count, fill, flags, &out)
+    let range = Range {
+        op: "write",
+        offset,
+        count,
+    };
+    do_write(blk, con, range, fill, flags, &out)
 }
 
 fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -464,16 +482,12 @@ fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let Some(count) = vector_length(con, &ops[1..]) else {
         return Status::Failed;
     };
-    do_write(
-        blk,
-        con,
-        "writev",
+    let range = Range {
+        op: "writev",
         offset,
         count,
-        Fill::Byte(pat),
-        flags,
-        &out,
-    )
+    };
+    do_write(blk, con, range, Fill::Byte(pat), flags, &out)
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
