@@ -65,3 +65,12 @@ awk -v t="$trivial" -v b="$baseline" -v s="$serial" -v p="$parallel" 'BEGIN {
     printf "0.2 s tests, -j 2:       %d ms for 10 tests\n", p
     printf "speed-up -j 2 vs -j 1:   %.2fx (target >= 1.6)\n", s / p
 }'
+
+# The real suite, for scale: its wall time is bounded below by its longest
+# test (throttle sleeps on purpose), so -j 2 gains less than on even tests.
+suite1=$(best_ms run -j 1)
+suite2=$(best_ms run -j 2)
+awk -v a="$suite1" -v b="$suite2" 'BEGIN {
+    printf "iotests suite, -j 1:     %d ms\n", a
+    printf "iotests suite, -j 2:     %d ms (%.2fx)\n", b, a / b
+}'
