@@ -136,6 +136,33 @@ fn vector_length(con: &mut Console, args: &[&str]) -> Option<u64> {
     Some(total)
 }
 
+/// An unknown option or a missing option argument: getopt's message on
+/// stderr, then the usage line.
+fn bad_option(con: &mut Console, cmd: &str, msg: &str) -> Status {
+    con.warn(msg);
+    usage(con, cmd)
+}
+
+/// The `off len` operands of read and discard.
+fn offset_length(con: &mut Console, cmd: &str, ops: &[&str]) -> Result<(u64, u64), Status> {
+    let &[off_arg, len_arg] = ops else {
+        return Err(usage(con, cmd));
+    };
+    let offset = num(con, off_arg).ok_or(Status::Failed)?;
+    let count = length(con, len_arg).ok_or(Status::Failed)?;
+    Ok((offset, count))
+}
+
+/// The `off len [len..]` operands of readv and writev.
+fn offset_vector(con: &mut Console, cmd: &str, ops: &[&str]) -> Result<(u64, u64), Status> {
+    if ops.len() < 2 {
+        return Err(usage(con, cmd));
+    }
+    let offset = num(con, ops[0]).ok_or(Status::Failed)?;
+    let count = vector_length(con, &ops[1..]).ok_or(Status::Failed)?;
+    Ok((offset, count))
+}
+
 /// What a read checks: `len` bytes from `start` (device offsets) hold `byte`.
 #[derive(Clone, Copy)]
 struct Verify {
@@ -263,21 +290,13 @@ fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
                 None => return Status::Failed,
             },
             Opt::Flag('v', _) => out.verbose = true,
-            Opt::Bad(msg) => {
-                con.warn(&msg);
-                return usage(con, "read");
-            }
+            Opt::Bad(msg) => return bad_option(con, "read", &msg),
             Opt::Flag(..) => return usage(con, "read"),
         }
     }
-    let &[off_arg, len_arg] = g.operands() else {
-        return usage(con, "read");
-    };
-    let Some(offset) = num(con, off_arg) else {
-        return Status::Failed;
-    };
-    let Some(count) = length(con, len_arg) else {
-        return Status::Failed;
+    let (offset, count) = match offset_length(con, "read", g.operands()) {
+        Ok(v) => v,
+        Err(status) => return status,
     };
     if pat.is_none() && (pat_len.is_some() || pat_off.is_some()) {
         return usage(con, "read");
@@ -317,22 +336,13 @@ fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
             Opt::Flag('q', _) => out.quiet = true,
             Opt::Flag('r', _) => {}
             Opt::Flag('v', _) => out.verbose = true,
-            Opt::Bad(msg) => {
-                con.warn(&msg);
-                return usage(con, "readv");
-            }
+            Opt::Bad(msg) => return bad_option(con, "readv", &msg),
             Opt::Flag(..) => return usage(con, "readv"),
         }
     }
-    let ops = g.operands();
-    if ops.len() < 2 {
-        return usage(con, "readv");
-    }
-    let Some(offset) = num(con, ops[0]) else {
-        return Status::Failed;
-    };
-    let Some(count) = vector_length(con, &ops[1..]) else {
-        return Status::Failed;
+    let (offset, count) = match offset_vector(con, "readv", g.operands()) {
+        Ok(v) => v,
+        Err(status) => return status,
     };
     let verify = pat.map(|byte| Verify {
         byte,
@@ -402,10 +412,7 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
             Opt::Flag('q', _) => out.quiet = true,
             Opt::Flag('u', _) => flags.may_unmap = true,
             Opt::Flag('z', _) => zero = true,
-            Opt::Bad(msg) => {
-                con.warn(&msg);
-                return usage(con, "write");
-            }
+            Opt::Bad(msg) => return bad_option(con, "write", &msg),
             Opt::Flag(..) => return usage(con, "write"),
         }
     }
@@ -465,22 +472,13 @@ fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
                 Some(p) => pat = p,
                 None => return Status::Failed,
             },
-            Opt::Bad(msg) => {
-                con.warn(&msg);
-                return usage(con, "writev");
-            }
+            Opt::Bad(msg) => return bad_option(con, "writev", &msg),
             Opt::Flag(..) => return usage(con, "writev"),
         }
     }
-    let ops = g.operands();
-    if ops.len() < 2 {
-        return usage(con, "writev");
-    }
-    let Some(offset) = num(con, ops[0]) else {
-        return Status::Failed;
-    };
-    let Some(count) = vector_length(con, &ops[1..]) else {
-        return Status::Failed;
+    let (offset, count) = match offset_vector(con, "writev", g.operands()) {
+        Ok(v) => v,
+        Err(status) => return status,
     };
     let range = Range {
         op: "writev",
@@ -497,21 +495,13 @@ fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         match o {
             Opt::Flag('C', _) => out.csv = true,
             Opt::Flag('q', _) => out.quiet = true,
-            Opt::Bad(msg) => {
-                con.warn(&msg);
-                return usage(con, "discard");
-            }
+            Opt::Bad(msg) => return bad_option(con, "discard", &msg),
             Opt::Flag(..) => return usage(con, "discard"),
         }
     }
-    let &[off_arg, len_arg] = g.operands() else {
-        return usage(con, "discard");
-    };
-    let Some(offset) = num(con, off_arg) else {
-        return Status::Failed;
-    };
-    let Some(count) = length(con, len_arg) else {
-        return Status::Failed;
+    let (offset, count) = match offset_length(con, "discard", g.operands()) {
+        Ok(v) => v,
+        Err(status) => return status,
     };
     let start = Instant::now();
     let res = blk.discard(offset, count);
