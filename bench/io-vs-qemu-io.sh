@@ -37,7 +37,7 @@ measure "20000 x write -q OFF 4k" \
     "sh -c '$ZIO -f raw $img < $work/writes.txt'" \
     "sh -c 'qemu-io -f raw $img < $work/writes.txt > /dev/null'"
 measure "write 0 1G" \
-    "$ZIO -f raw -c 'write -q 0 1G' $img" \
-    "qemu-io -f raw -c 'write -q 0 1G' $img"
+    "$ZIO -f raw -c 'write 0 1G' $img" \
+    "qemu-io -f raw -c 'write 0 1G' $img"
 rss=$( { /usr/bin/time -f '%M' "$ZIO" -f raw -c 'write -q 0 1G' "$img"; } 2>&1 | tail -n 1)
 echo "zio write 0 1G peak RSS: $((rss / 1024)) MiB ($rss KiB)"
