@@ -18,6 +18,7 @@ pub mod host_device;
 pub mod null;
 pub mod raw;
 pub mod throttle;
+pub mod zone_rules;
 
 pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend};
 pub use driver::{BlockDriver, NodeInfo, Role, WriteFlags};

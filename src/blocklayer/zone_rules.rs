@@ -1,0 +1,1780 @@
+//! Zone rules: a pure, I/O-free model of a host-managed zoned device's zone
+//! state, shared by the emulated zoned drivers.
+//!
+//! The model owns the geometry (zone size, capacity, conventional zones,
+//! open/active limits), every zone's write pointer and condition, the
+//! open/active resource counters and the implicit-close round-robin cursor.
+//! It never stores data: it decides whether an operation is allowed, updates
+//! the state and tells the driver which byte ranges to write, discard or fill.
+//! The rules are Linux null_blk's (see `zoned-semantics.md`). Everything is in
+//! bytes.
+//!
+//! Writes and appends are split in two so that refused data is never written:
+//! [`ZoneState::check_write`] validates without changing anything and returns
+//! a [`WritePlan`]; the driver writes the data, then calls
+//! [`ZoneState::apply_write`], which cannot fail. The driver holds its state
+//! lock from the check until the apply (data before metadata: a crash between
+//! the two leaves the old write pointer, which hides the new data).
+
+use std::io;
+
+use nix::errno::Errno;
+
+use super::errno;
+
+/// Sector size the geometry must be aligned to.
+const SECTOR: u64 = 512;
+
+/// Zone type, numbered as Linux `BLK_ZONE_TYPE_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneType {
+    Conventional = 1,
+    SeqWriteRequired = 2,
+}
+
+impl ZoneType {
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Zone condition, numbered as Linux `BLK_ZONE_COND_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneCond {
+    NotWp = 0,
+    Empty = 1,
+    ImplicitOpen = 2,
+    ExplicitOpen = 3,
+    Closed = 4,
+    ReadOnly = 13,
+    Full = 14,
+    Offline = 15,
+}
+
+impl ZoneCond {
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The condition with this number, or `None` for an unknown one.
+    pub fn from_u8(v: u8) -> Option<ZoneCond> {
+        Some(match v {
+            0 => ZoneCond::NotWp,
+            1 => ZoneCond::Empty,
+            2 => ZoneCond::ImplicitOpen,
+            3 => ZoneCond::ExplicitOpen,
+            4 => ZoneCond::Closed,
+            13 => ZoneCond::ReadOnly,
+            14 => ZoneCond::Full,
+            15 => ZoneCond::Offline,
+            _ => return None,
+        })
+    }
+
+    /// Implicitly or explicitly open.
+    pub fn is_open(self) -> bool {
+        matches!(self, ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen)
+    }
+
+    /// Open or closed: holds an active resource.
+    pub fn is_active(self) -> bool {
+        self.is_open() || self == ZoneCond::Closed
+    }
+}
+
+/// A zone descriptor as a zone report returns it (bytes). Conventional zones
+/// report `wp = start + len`, `cap = len`, condition `NotWp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Zone {
+    pub start: u64,
+    pub len: u64,
+    pub cap: u64,
+    pub wp: u64,
+    pub ztype: ZoneType,
+    pub cond: ZoneCond,
+}
+
+impl Zone {
+    fn is_conventional(&self) -> bool {
+        self.ztype == ZoneType::Conventional
+    }
+}
+
+/// Zone management operations over a range of zones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneOp {
+    Open,
+    Close,
+    Finish,
+    Reset,
+}
+
+/// What the user asked for; [`ZoneGeometry::new`] validates and clamps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneConfig {
+    /// Device size in bytes.
+    pub size: u64,
+    /// Zone size in bytes (power of two).
+    pub zone_size: u64,
+    /// Zone capacity in bytes; `None` = zone size.
+    pub zone_capacity: Option<u64>,
+    /// Number of conventional zones, placed first.
+    pub nr_conv: usize,
+    /// Open zone limit, 0 = none.
+    pub max_open: u32,
+    /// Active zone limit, 0 = none.
+    pub max_active: u32,
+    /// Largest zone append in bytes, 0 = no limit.
+    pub zone_append_max: u64,
+}
+
+/// Validated, clamped geometry and limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ZoneGeometry {
+    size: u64,
+    zone_size: u64,
+    zone_capacity: u64,
+    nr_zones: usize,
+    nr_conv: usize,
+    max_open: u32,
+    max_active: u32,
+    zone_append_max: u64,
+}
+
+impl ZoneGeometry {
+    /// Validates `cfg` and applies null_blk's clamping: an active limit >=
+    /// the number of sequential zones becomes 0; then an open limit above a
+    /// non-zero active limit is lowered to it, else an open limit >= the
+    /// number of sequential zones becomes 0.
+    pub fn new(cfg: &ZoneConfig) -> Result<ZoneGeometry, String> {
+        if cfg.size == 0 || !cfg.size.is_multiple_of(SECTOR) {
+            return Err(format!(
+                "device size {} must be a non-zero multiple of 512 bytes",
+                cfg.size
+            ));
+        }
+        let zs = cfg.zone_size;
+        if zs == 0 || !zs.is_power_of_two() || !zs.is_multiple_of(SECTOR) {
+            return Err(format!(
+                "zone size {zs} must be a power of two and a multiple of 512 bytes"
+            ));
+        }
+        let cap = cfg.zone_capacity.unwrap_or(zs);
+        if cap == 0 || !cap.is_multiple_of(SECTOR) {
+            return Err(format!(
+                "zone capacity {cap} must be a non-zero multiple of 512 bytes"
+            ));
+        }
+        if cap > zs {
+            return Err(format!(
+                "zone capacity {cap} must not exceed the zone size {zs}"
+            ));
+        }
+        if !cfg.zone_append_max.is_multiple_of(SECTOR) {
+            return Err(format!(
+                "zone append limit {} must be a multiple of 512 bytes",
+                cfg.zone_append_max
+            ));
+        }
+        let nr_zones =
+            usize::try_from(cfg.size.div_ceil(zs)).map_err(|_| "too many zones".to_string())?;
+        if cfg.nr_conv >= nr_zones {
+            return Err(format!(
+                "{} conventional zones leave no sequential zone among {nr_zones} zones",
+                cfg.nr_conv
+            ));
+        }
+        let nr_seq = (nr_zones - cfg.nr_conv) as u64;
+        let mut max_active = cfg.max_active;
+        let mut max_open = cfg.max_open;
+        if u64::from(max_active) >= nr_seq {
+            max_active = 0;
+        }
+        if max_active != 0 && max_open > max_active {
+            max_open = max_active;
+        } else if u64::from(max_open) >= nr_seq {
+            max_open = 0;
+        }
+        Ok(ZoneGeometry {
+            size: cfg.size,
+            zone_size: zs,
+            zone_capacity: cap,
+            nr_zones,
+            nr_conv: cfg.nr_conv,
+            max_open,
+            max_active,
+            zone_append_max: cfg.zone_append_max,
+        })
+    }
+
+    /// Device size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    /// Zone size in bytes (the last zone may be smaller).
+    pub fn zone_size(&self) -> u64 {
+        self.zone_size
+    }
+    /// Capacity of a full-size sequential zone in bytes.
+    pub fn zone_capacity(&self) -> u64 {
+        self.zone_capacity
+    }
+    pub fn nr_zones(&self) -> usize {
+        self.nr_zones
+    }
+    pub fn nr_conv(&self) -> usize {
+        self.nr_conv
+    }
+    /// Open limit after clamping, 0 = none.
+    pub fn max_open(&self) -> u32 {
+        self.max_open
+    }
+    /// Active limit after clamping, 0 = none.
+    pub fn max_active(&self) -> u32 {
+        self.max_active
+    }
+    /// Largest zone append in bytes, 0 = no limit.
+    pub fn zone_append_max(&self) -> u64 {
+        self.zone_append_max
+    }
+
+    /// Index of the zone holding byte `offset` (`offset < size`).
+    pub fn zone_index(&self, offset: u64) -> usize {
+        (offset / self.zone_size) as usize
+    }
+
+    /// The zone at `idx` in its initial state.
+    fn initial_zone(&self, idx: usize) -> Zone {
+        let start = idx as u64 * self.zone_size;
+        let len = self.zone_size.min(self.size - start);
+        if idx < self.nr_conv {
+            Zone {
+                start,
+                len,
+                cap: len,
+                wp: start + len,
+                ztype: ZoneType::Conventional,
+                cond: ZoneCond::NotWp,
+            }
+        } else {
+            Zone {
+                start,
+                len,
+                cap: self.zone_capacity.min(len),
+                wp: start,
+                ztype: ZoneType::SeqWriteRequired,
+                cond: ZoneCond::Empty,
+            }
+        }
+    }
+}
+
+/// Resource counters: zones implicitly open, explicitly open, closed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ZoneCounts {
+    pub imp_open: u32,
+    pub exp_open: u32,
+    pub closed: u32,
+}
+
+impl ZoneCounts {
+    /// Implicitly + explicitly open.
+    pub fn open(&self) -> u32 {
+        self.imp_open + self.exp_open
+    }
+    /// Open + closed.
+    pub fn active(&self) -> u32 {
+        self.open() + self.closed
+    }
+    fn slot(&mut self, c: ZoneCond) -> Option<&mut u32> {
+        match c {
+            ZoneCond::ImplicitOpen => Some(&mut self.imp_open),
+            ZoneCond::ExplicitOpen => Some(&mut self.exp_open),
+            ZoneCond::Closed => Some(&mut self.closed),
+            _ => None,
+        }
+    }
+    fn change(&mut self, old: ZoneCond, new: ZoneCond) {
+        if let Some(n) = self.slot(old) {
+            *n -= 1;
+        }
+        if let Some(n) = self.slot(new) {
+            *n += 1;
+        }
+    }
+}
+
+/// The plain form a persistent image saves: per zone `(wp, cond)` in zone
+/// order (conventional zones included) and the implicit-close cursor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedZones {
+    pub zones: Vec<(u64, ZoneCond)>,
+    pub cursor: usize,
+}
+
+/// State changes computed by a check, applied later without failing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Changes {
+    zones: Vec<(usize, u64, ZoneCond)>,
+    counts: ZoneCounts,
+    cursor: usize,
+    generation: u64,
+}
+
+/// An accepted write: the per-zone pieces to write, and the state change to
+/// apply once they are written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WritePlan {
+    pieces: Vec<(u64, u64)>,
+    changes: Changes,
+}
+
+impl WritePlan {
+    /// `(offset, len)` per zone touched, in order, split at zone boundaries.
+    pub fn pieces(&self) -> &[(u64, u64)] {
+        &self.pieces
+    }
+}
+
+/// An accepted zone append: where the data lands and the write to do there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendPlan {
+    /// Byte position the data lands at (the zone's write pointer).
+    pub pos: u64,
+    pub write: WritePlan,
+}
+
+/// What a zone management command did. Ranges are not atomic (as on Linux,
+/// which sends one request per zone): every zone is tried, `result` is the
+/// first error in zone order, and zones that succeeded keep their change.
+#[derive(Debug)]
+pub struct MgmtOutcome {
+    /// `(start, len)` of each zone that was reset from a non-empty
+    /// condition: the driver may discard its data.
+    pub reset: Vec<(u64, u64)>,
+    pub result: io::Result<()>,
+}
+
+/// All zones of a device with their resource counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZoneState {
+    geo: ZoneGeometry,
+    zones: Vec<Zone>,
+    counts: ZoneCounts,
+    /// Next zone the implicit close considers; always a sequential zone.
+    cursor: usize,
+    /// Bumped by every change, to catch a plan applied to a changed state.
+    generation: u64,
+}
+
+fn eio() -> io::Error {
+    errno(Errno::EIO)
+}
+
+impl ZoneState {
+    /// A device with every sequential zone empty.
+    pub fn new(geo: ZoneGeometry) -> ZoneState {
+        ZoneState {
+            zones: (0..geo.nr_zones).map(|i| geo.initial_zone(i)).collect(),
+            counts: ZoneCounts::default(),
+            cursor: geo.nr_conv,
+            generation: 0,
+            geo,
+        }
+    }
+
+    pub fn geometry(&self) -> &ZoneGeometry {
+        &self.geo
+    }
+
+    pub fn counts(&self) -> ZoneCounts {
+        self.counts
+    }
+
+    /// Next zone index the implicit close considers.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
+    /// The zone at `idx`. Panics when out of range.
+    pub fn zone(&self, idx: usize) -> &Zone {
+        &self.zones[idx]
+    }
+
+    /// The plain form to persist.
+    pub fn to_saved(&self) -> SavedZones {
+        SavedZones {
+            zones: self.zones.iter().map(|z| (z.wp, z.cond)).collect(),
+            cursor: self.cursor,
+        }
+    }
+
+    /// Rebuilds a state saved by [`to_saved`](Self::to_saved), recomputing
+    /// the counters. Rejects a table that does not fit the geometry, a write
+    /// pointer that does not fit its condition, or counts above the limits.
+    pub fn from_saved(geo: ZoneGeometry, saved: &SavedZones) -> Result<ZoneState, String> {
+        if saved.zones.len() != geo.nr_zones {
+            return Err(format!(
+                "zone table has {} zones, the geometry {}",
+                saved.zones.len(),
+                geo.nr_zones
+            ));
+        }
+        if saved.cursor < geo.nr_conv || saved.cursor >= geo.nr_zones {
+            return Err(format!(
+                "implicit-close cursor {} is not a sequential zone",
+                saved.cursor
+            ));
+        }
+        let mut st = ZoneState::new(geo);
+        for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
+            let z = st.zones[i];
+            let (s, cap_end, end) = (z.start, z.start + z.cap, z.start + z.len);
+            let ok = if z.is_conventional() {
+                cond == ZoneCond::NotWp && wp == end
+            } else {
+                match cond {
+                    ZoneCond::NotWp => false,
+                    ZoneCond::Empty => wp == s,
+                    ZoneCond::ExplicitOpen => wp >= s && wp < cap_end,
+                    ZoneCond::ImplicitOpen | ZoneCond::Closed => wp > s && wp < cap_end,
+                    ZoneCond::Full => wp == cap_end || wp == end,
+                    ZoneCond::ReadOnly | ZoneCond::Offline => wp == end,
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "zone {i} (start {s}): condition {cond:?} does not fit write pointer {wp}"
+                ));
+            }
+            st.zones[i].wp = wp;
+            st.zones[i].cond = cond;
+            st.counts.change(ZoneCond::Empty, cond);
+        }
+        let (c, g) = (st.counts, geo);
+        if (g.max_open != 0 && c.open() > g.max_open)
+            || (g.max_active != 0 && c.active() > g.max_active)
+        {
+            return Err(format!(
+                "{} open and {} active zones exceed the limits (open {}, active {})",
+                c.open(),
+                c.active(),
+                g.max_open,
+                g.max_active
+            ));
+        }
+        st.cursor = saved.cursor;
+        Ok(st)
+    }
+
+    /// Zones from the one holding `offset`, at most `max`. Empty at or past
+    /// the end of the device.
+    pub fn report(&self, offset: u64, max: usize) -> Vec<Zone> {
+        if offset >= self.geo.size {
+            return Vec::new();
+        }
+        let first = self.geo.zone_index(offset);
+        self.zones[first..].iter().take(max).copied().collect()
+    }
+
+    /// Zone management over `[offset, offset + len)`, see [`MgmtOutcome`]
+    /// for partial failure. [`zone_mgmt_outcome`](Self::zone_mgmt_outcome)
+    /// also tells which zones were reset.
+    pub fn zone_mgmt(&mut self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.zone_mgmt_outcome(op, offset, len).result
+    }
+
+    /// Zone management over `[offset, offset + len)`. The offset must be a
+    /// zone start and the length a non-zero multiple of the zone size or end
+    /// at the device end, else EINVAL with nothing changed. A reset of the
+    /// whole device resets every sequential zone that is not empty,
+    /// read-only or offline, and never fails. Otherwise each zone in turn
+    /// follows the transition table (a conventional zone gives EIO); the
+    /// others are still processed, as Linux sends one request per zone.
+    pub fn zone_mgmt_outcome(&mut self, op: ZoneOp, offset: u64, len: u64) -> MgmtOutcome {
+        let mut out = MgmtOutcome {
+            reset: Vec::new(),
+            result: Ok(()),
+        };
+        let g = self.geo;
+        let end = offset.checked_add(len);
+        let valid = matches!(end, Some(e) if e <= g.size && len > 0)
+            && offset.is_multiple_of(g.zone_size)
+            && (len.is_multiple_of(g.zone_size) || end == Some(g.size));
+        if !valid {
+            out.result = Err(errno(Errno::EINVAL));
+            return out;
+        }
+        let mut tx = Txn::new(self);
+        if op == ZoneOp::Reset && offset == 0 && len == g.size {
+            for i in g.nr_conv..g.nr_zones {
+                let (_, c) = tx.get(i);
+                if !matches!(c, ZoneCond::Empty | ZoneCond::ReadOnly | ZoneCond::Offline) {
+                    tx.reset(i).expect("reset of a non-empty zone");
+                    out.reset.push((self.zones[i].start, self.zones[i].len));
+                }
+            }
+        } else {
+            let first = g.zone_index(offset);
+            let last = g.zone_index(offset + len - 1);
+            for i in first..=last {
+                let was = tx.get(i).1;
+                let r = match op {
+                    ZoneOp::Open => tx.open(i),
+                    ZoneOp::Close => tx.close(i),
+                    ZoneOp::Finish => tx.finish(i),
+                    ZoneOp::Reset => tx.reset(i),
+                };
+                match r {
+                    Ok(()) if op == ZoneOp::Reset && was != ZoneCond::Empty => {
+                        out.reset.push((self.zones[i].start, self.zones[i].len))
+                    }
+                    Ok(()) => {}
+                    Err(e) => {
+                        if out.result.is_ok() {
+                            out.result = Err(e);
+                        }
+                    }
+                }
+            }
+        }
+        let changes = tx.done();
+        self.commit(&changes);
+        out
+    }
+
+    /// Checks a write of `[offset, offset + len)` without changing anything.
+    /// The write is split at zone boundaries; a sequential piece must start
+    /// at its zone's write pointer (so a later piece needs its zone empty or
+    /// explicitly open at the start) and stay within the capacity;
+    /// conventional pieces go anywhere. Past the device end: EIO.
+    pub fn check_write(&self, offset: u64, len: u64) -> io::Result<WritePlan> {
+        let end = offset.checked_add(len).ok_or_else(eio)?;
+        if end > self.geo.size {
+            return Err(eio());
+        }
+        let mut tx = Txn::new(self);
+        let mut pieces = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let i = self.geo.zone_index(pos);
+            let z = &self.zones[i];
+            let n = (z.start + z.len).min(end) - pos;
+            tx.write(i, pos, n)?;
+            pieces.push((pos, n));
+            pos += n;
+        }
+        Ok(WritePlan {
+            pieces,
+            changes: tx.done(),
+        })
+    }
+
+    /// Applies a plan from [`check_write`](Self::check_write) after the data
+    /// is written. The state must not have changed since the check (the
+    /// caller holds its lock across both).
+    pub fn apply_write(&mut self, plan: &WritePlan) {
+        self.commit(&plan.changes);
+    }
+
+    /// Checks a zone append of `len` bytes to the zone starting at
+    /// `zone_start`: it lands at the write pointer. EIO when `zone_start` is
+    /// not a zone start, for a conventional, full, read-only or offline zone,
+    /// or when the data would pass the capacity (it never spills into the
+    /// next zone); EINVAL for `len` 0 or above the append limit; open/active
+    /// limits as for a write.
+    pub fn check_append(&self, zone_start: u64, len: u64) -> io::Result<AppendPlan> {
+        if len == 0 || (self.geo.zone_append_max != 0 && len > self.geo.zone_append_max) {
+            return Err(errno(Errno::EINVAL));
+        }
+        if zone_start >= self.geo.size || !zone_start.is_multiple_of(self.geo.zone_size) {
+            return Err(eio());
+        }
+        let i = self.geo.zone_index(zone_start);
+        let z = &self.zones[i];
+        if z.is_conventional() {
+            return Err(eio());
+        }
+        let mut tx = Txn::new(self);
+        tx.write(i, z.wp, len)?;
+        Ok(AppendPlan {
+            pos: z.wp,
+            write: WritePlan {
+                pieces: vec![(z.wp, len)],
+                changes: tx.done(),
+            },
+        })
+    }
+
+    /// Applies a plan from [`check_append`](Self::check_append); returns the
+    /// position the data landed at.
+    pub fn apply_append(&mut self, plan: &AppendPlan) -> u64 {
+        self.apply_write(&plan.write);
+        plan.pos
+    }
+
+    /// For a read of `[offset, offset + len)`: the `(offset, len)` sub-ranges
+    /// at or after a sequential zone's write pointer, which read as 0xff.
+    /// EIO when the range touches an offline zone or passes the device end.
+    pub fn read_fill(&self, offset: u64, len: u64) -> io::Result<Vec<(u64, u64)>> {
+        let end = offset.checked_add(len).ok_or_else(eio)?;
+        if end > self.geo.size {
+            return Err(eio());
+        }
+        let mut fill = Vec::new();
+        let mut pos = offset;
+        while pos < end {
+            let z = &self.zones[self.geo.zone_index(pos)];
+            let zend = (z.start + z.len).min(end);
+            if z.cond == ZoneCond::Offline {
+                return Err(eio());
+            }
+            if !z.is_conventional() {
+                let from = pos.max(z.wp);
+                if from < zend {
+                    fill.push((from, zend - from));
+                }
+            }
+            pos = zend;
+        }
+        Ok(fill)
+    }
+
+    /// Fault injection: makes sequential zone `idx` read-only or offline
+    /// (its resources are released and its write pointer set to the zone
+    /// end), or with `Empty` brings such a zone back, empty. EINVAL for a
+    /// conventional zone, an index out of range or another condition.
+    pub fn set_condition(&mut self, idx: usize, cond: ZoneCond) -> io::Result<()> {
+        if idx < self.geo.nr_conv || idx >= self.geo.nr_zones {
+            return Err(errno(Errno::EINVAL));
+        }
+        let z = self.zones[idx];
+        let wp = match cond {
+            ZoneCond::ReadOnly | ZoneCond::Offline => z.start + z.len,
+            ZoneCond::Empty if matches!(z.cond, ZoneCond::ReadOnly | ZoneCond::Offline) => z.start,
+            _ => return Err(errno(Errno::EINVAL)),
+        };
+        let mut tx = Txn::new(self);
+        tx.set(idx, wp, cond);
+        let changes = tx.done();
+        self.commit(&changes);
+        Ok(())
+    }
+
+    fn commit(&mut self, c: &Changes) {
+        debug_assert_eq!(
+            c.generation, self.generation,
+            "plan applied to a changed state"
+        );
+        if c.zones.is_empty() && c.cursor == self.cursor {
+            return;
+        }
+        for &(i, wp, cond) in &c.zones {
+            self.zones[i].wp = wp;
+            self.zones[i].cond = cond;
+        }
+        self.counts = c.counts;
+        self.cursor = c.cursor;
+        self.generation += 1;
+    }
+}
+
+/// A trial of changes over a borrowed state: per-zone transitions run here
+/// and are either collected into [`Changes`] or dropped.
+struct Txn<'a> {
+    base: &'a ZoneState,
+    zones: Vec<(usize, u64, ZoneCond)>,
+    counts: ZoneCounts,
+    cursor: usize,
+}
+
+impl<'a> Txn<'a> {
+    fn new(base: &'a ZoneState) -> Txn<'a> {
+        Txn {
+            base,
+            zones: Vec::new(),
+            counts: base.counts,
+            cursor: base.cursor,
+        }
+    }
+
+    fn done(self) -> Changes {
+        Changes {
+            zones: self.zones,
+            counts: self.counts,
+            cursor: self.cursor,
+            generation: self.base.generation,
+        }
+    }
+
+    /// Current `(wp, cond)` of zone `i`.
+    fn get(&self, i: usize) -> (u64, ZoneCond) {
+        match self.zones.iter().rev().find(|c| c.0 == i) {
+            Some(&(_, wp, cond)) => (wp, cond),
+            None => (self.base.zones[i].wp, self.base.zones[i].cond),
+        }
+    }
+
+    fn set(&mut self, i: usize, wp: u64, cond: ZoneCond) {
+        let old = self.get(i).1;
+        self.counts.change(old, cond);
+        match self.zones.iter_mut().find(|c| c.0 == i) {
+            Some(c) => *c = (i, wp, cond),
+            None => self.zones.push((i, wp, cond)),
+        }
+    }
+
+    /// Active resources: EOVERFLOW when the active limit is reached.
+    fn check_active(&self) -> io::Result<()> {
+        let max = self.base.geo.max_active;
+        if max == 0 || self.counts.active() < max {
+            Ok(())
+        } else {
+            Err(errno(Errno::EOVERFLOW))
+        }
+    }
+
+    /// Open resources: when the open limit is reached, implicitly closes an
+    /// implicitly open zone if there is one and the active limit is not
+    /// reached (null_blk asks this even when the zone to open is closed);
+    /// else ETOOMANYREFS.
+    fn check_open(&mut self) -> io::Result<()> {
+        let max = self.base.geo.max_open;
+        if max == 0 || self.counts.open() < max {
+            return Ok(());
+        }
+        if self.counts.imp_open > 0 && self.check_active().is_ok() {
+            self.close_implicit();
+            return Ok(());
+        }
+        Err(errno(Errno::ETOOMANYREFS))
+    }
+
+    /// Closes the next implicitly open zone from the cursor (wrapping over
+    /// the sequential zones) and moves the cursor past it.
+    fn close_implicit(&mut self) {
+        let g = self.base.geo;
+        let nr_seq = g.nr_zones - g.nr_conv;
+        let mut i = self.cursor;
+        for _ in 0..nr_seq {
+            let next = if i + 1 >= g.nr_zones {
+                g.nr_conv
+            } else {
+                i + 1
+            };
+            if self.get(i).1 == ZoneCond::ImplicitOpen {
+                self.close_open_zone(i);
+                self.cursor = next;
+                return;
+            }
+            i = next;
+        }
+        unreachable!("implicit open count without an implicitly open zone");
+    }
+
+    fn close_open_zone(&mut self, i: usize) {
+        let wp = self.get(i).0;
+        let start = self.base.zones[i].start;
+        let cond = if wp == start {
+            ZoneCond::Empty
+        } else {
+            ZoneCond::Closed
+        };
+        self.set(i, wp, cond);
+    }
+
+    /// Resources needed to open or finish a zone in condition `c`: active
+    /// first, then open, as null_blk checks them.
+    fn check_resources(&mut self, c: ZoneCond) -> io::Result<()> {
+        match c {
+            ZoneCond::Empty => {
+                self.check_active()?;
+                self.check_open()
+            }
+            ZoneCond::Closed => self.check_open(),
+            _ => Ok(()),
+        }
+    }
+
+    /// EIO for a conventional, read-only or offline zone.
+    fn seq_zone(&self, i: usize) -> io::Result<(Zone, u64, ZoneCond)> {
+        let z = self.base.zones[i];
+        let (wp, c) = self.get(i);
+        if z.is_conventional() || matches!(c, ZoneCond::ReadOnly | ZoneCond::Offline) {
+            return Err(eio());
+        }
+        Ok((z, wp, c))
+    }
+
+    fn write(&mut self, i: usize, offset: u64, len: u64) -> io::Result<()> {
+        if self.base.zones[i].is_conventional() {
+            return Ok(());
+        }
+        let (z, wp, c) = self.seq_zone(i)?;
+        if c == ZoneCond::Full || offset != wp || wp + len > z.start + z.cap {
+            return Err(eio());
+        }
+        self.check_resources(c)?;
+        let new_wp = wp + len;
+        let cond = if new_wp == z.start + z.cap {
+            ZoneCond::Full
+        } else if c == ZoneCond::ExplicitOpen {
+            ZoneCond::ExplicitOpen
+        } else {
+            ZoneCond::ImplicitOpen
+        };
+        self.set(i, new_wp, cond);
+        Ok(())
+    }
+
+    fn open(&mut self, i: usize) -> io::Result<()> {
+        let (_, wp, c) = self.seq_zone(i)?;
+        match c {
+            ZoneCond::ExplicitOpen => return Ok(()),
+            ZoneCond::Empty | ZoneCond::Closed => self.check_resources(c)?,
+            ZoneCond::ImplicitOpen => {}
+            _ => return Err(eio()),
+        }
+        self.set(i, wp, ZoneCond::ExplicitOpen);
+        Ok(())
+    }
+
+    fn close(&mut self, i: usize) -> io::Result<()> {
+        let (_, _, c) = self.seq_zone(i)?;
+        match c {
+            ZoneCond::Closed => Ok(()),
+            ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen => {
+                self.close_open_zone(i);
+                Ok(())
+            }
+            _ => Err(eio()),
+        }
+    }
+
+    fn finish(&mut self, i: usize) -> io::Result<()> {
+        let (z, _, c) = self.seq_zone(i)?;
+        match c {
+            ZoneCond::Full => return Ok(()),
+            ZoneCond::Empty | ZoneCond::Closed => self.check_resources(c)?,
+            ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen => {}
+            _ => return Err(eio()),
+        }
+        self.set(i, z.start + z.len, ZoneCond::Full);
+        Ok(())
+    }
+
+    fn reset(&mut self, i: usize) -> io::Result<()> {
+        let (z, _, c) = self.seq_zone(i)?;
+        if c != ZoneCond::Empty {
+            self.set(i, z.start, ZoneCond::Empty);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ZS: u64 = 64 * 1024;
+    const BS: u64 = 4096;
+
+    fn cfg(nr_zones: u64, nr_conv: usize, max_open: u32, max_active: u32) -> ZoneConfig {
+        ZoneConfig {
+            size: nr_zones * ZS,
+            zone_size: ZS,
+            zone_capacity: None,
+            nr_conv,
+            max_open,
+            max_active,
+            zone_append_max: 0,
+        }
+    }
+
+    fn state(nr_zones: u64, nr_conv: usize, max_open: u32, max_active: u32) -> ZoneState {
+        ZoneState::new(ZoneGeometry::new(&cfg(nr_zones, nr_conv, max_open, max_active)).unwrap())
+    }
+
+    fn err_of<T: std::fmt::Debug>(r: io::Result<T>) -> Errno {
+        Errno::from_raw(r.unwrap_err().raw_os_error().unwrap())
+    }
+
+    fn write(st: &mut ZoneState, off: u64, len: u64) -> io::Result<()> {
+        let plan = st.check_write(off, len)?;
+        st.apply_write(&plan);
+        Ok(())
+    }
+
+    fn append(st: &mut ZoneState, zone_start: u64, len: u64) -> io::Result<u64> {
+        let plan = st.check_append(zone_start, len)?;
+        Ok(st.apply_append(&plan))
+    }
+
+    fn conds(st: &ZoneState) -> Vec<ZoneCond> {
+        st.zones.iter().map(|z| z.cond).collect()
+    }
+
+    /// Recomputes everything derived and checks the limits and bounds.
+    fn check_invariants(st: &ZoneState) {
+        let g = st.geo;
+        let mut c = ZoneCounts::default();
+        for (i, z) in st.zones.iter().enumerate() {
+            assert_eq!(z.start, i as u64 * g.zone_size);
+            if i < g.nr_conv {
+                assert_eq!((z.cond, z.wp), (ZoneCond::NotWp, z.start + z.len));
+                continue;
+            }
+            c.change(ZoneCond::Empty, z.cond);
+            match z.cond {
+                ZoneCond::Empty => assert_eq!(z.wp, z.start),
+                ZoneCond::ImplicitOpen | ZoneCond::Closed => {
+                    assert!(z.wp > z.start && z.wp < z.start + z.cap, "zone {i} {z:?}")
+                }
+                ZoneCond::ExplicitOpen => assert!(z.wp < z.start + z.cap),
+                ZoneCond::Full => assert!(z.wp == z.start + z.cap || z.wp == z.start + z.len),
+                ZoneCond::ReadOnly | ZoneCond::Offline => assert_eq!(z.wp, z.start + z.len),
+                ZoneCond::NotWp => panic!("sequential zone {i} not-wp"),
+            }
+        }
+        assert_eq!(c, st.counts);
+        if g.max_open != 0 {
+            assert!(c.open() <= g.max_open);
+        }
+        if g.max_active != 0 {
+            assert!(c.active() <= g.max_active);
+        }
+        assert!(st.cursor >= g.nr_conv && st.cursor < g.nr_zones);
+    }
+
+    /// Initial conditions of the reference table, built with real operations
+    /// on zone 1 of a device whose zone 0 is conventional.
+    #[derive(Clone, Copy, Debug)]
+    enum Init {
+        Conv,
+        Empty,
+        ImpOpen,
+        ExpOpen,
+        ExpOpenWritten,
+        Closed,
+        Full,
+        ReadOnly,
+        Offline,
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        WriteAtWp,
+        WriteNotAtWp,
+        WritePastCap,
+        Open,
+        Close,
+        Finish,
+        Reset,
+        Read,
+    }
+
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Want {
+        Cond(ZoneCond),
+        Err(Errno),
+    }
+
+    /// Returns the state (capacity below the zone size, so that a write past
+    /// the capacity stays in the zone) and the zone under test.
+    fn setup(init: Init) -> (ZoneState, usize) {
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            zone_capacity: Some(ZS - 4 * BS),
+            ..cfg(4, 1, 0, 0)
+        });
+        let mut st = ZoneState::new(geo.unwrap());
+        let z = 1;
+        let s = ZS;
+        match init {
+            Init::Conv => return (st, 0),
+            Init::Empty => {}
+            Init::ImpOpen => write(&mut st, s, BS).unwrap(),
+            Init::ExpOpen => st.zone_mgmt(ZoneOp::Open, s, ZS).unwrap(),
+            Init::ExpOpenWritten => {
+                st.zone_mgmt(ZoneOp::Open, s, ZS).unwrap();
+                write(&mut st, s, BS).unwrap();
+            }
+            Init::Closed => {
+                write(&mut st, s, BS).unwrap();
+                st.zone_mgmt(ZoneOp::Close, s, ZS).unwrap();
+            }
+            Init::Full => st.zone_mgmt(ZoneOp::Finish, s, ZS).unwrap(),
+            Init::ReadOnly => st.set_condition(z, ZoneCond::ReadOnly).unwrap(),
+            Init::Offline => st.set_condition(z, ZoneCond::Offline).unwrap(),
+        }
+        (st, z)
+    }
+
+    fn run(st: &mut ZoneState, z: usize, op: Op) -> io::Result<()> {
+        let zone = st.zones[z];
+        // Conventional zones have their wp at the end: write in the middle.
+        // A full zone's wp is its end: write its last block.
+        let wp = if zone.is_conventional() {
+            zone.start + BS
+        } else {
+            zone.wp.min(zone.start + zone.len - BS)
+        };
+        match op {
+            Op::WriteAtWp => write(st, wp, BS),
+            Op::WriteNotAtWp => {
+                let off = if wp == zone.start {
+                    wp + BS
+                } else {
+                    zone.start
+                };
+                write(st, off, BS)
+            }
+            .and_then(|_| {
+                if zone.is_conventional() {
+                    Err(eio())
+                } else {
+                    Ok(())
+                }
+            }),
+            Op::WritePastCap => write(st, wp, (zone.start + zone.cap).saturating_sub(wp) + BS),
+            Op::Open => st.zone_mgmt(ZoneOp::Open, zone.start, ZS),
+            Op::Close => st.zone_mgmt(ZoneOp::Close, zone.start, ZS),
+            Op::Finish => st.zone_mgmt(ZoneOp::Finish, zone.start, ZS),
+            Op::Reset => st.zone_mgmt(ZoneOp::Reset, zone.start, ZS),
+            Op::Read => st.read_fill(zone.start, ZS).map(|_| ()),
+        }
+    }
+
+    #[test]
+    fn transition_table() {
+        use Init as I;
+        use Op as O;
+        use Want::{Cond as C, Err as E};
+        use ZoneCond as Z;
+        let eio = E(Errno::EIO);
+        #[rustfmt::skip]
+        let rows: &[(Init, Op, Want)] = &[
+            // write at the write pointer
+            (I::Empty,          O::WriteAtWp, C(Z::ImplicitOpen)),
+            (I::ImpOpen,        O::WriteAtWp, C(Z::ImplicitOpen)),
+            (I::ExpOpen,        O::WriteAtWp, C(Z::ExplicitOpen)),
+            (I::ExpOpenWritten, O::WriteAtWp, C(Z::ExplicitOpen)),
+            (I::Closed,         O::WriteAtWp, C(Z::ImplicitOpen)),
+            (I::Full,           O::WriteAtWp, eio),
+            (I::ReadOnly,       O::WriteAtWp, eio),
+            (I::Offline,        O::WriteAtWp, eio),
+            (I::Conv,           O::WriteAtWp, C(Z::NotWp)),
+            // write not at the write pointer (the conventional row checks
+            // that it is accepted: `run` turns its success into EIO)
+            (I::Empty,          O::WriteNotAtWp, eio),
+            (I::ImpOpen,        O::WriteNotAtWp, eio),
+            (I::ExpOpen,        O::WriteNotAtWp, eio),
+            (I::Closed,         O::WriteNotAtWp, eio),
+            (I::Full,           O::WriteNotAtWp, eio),
+            (I::Conv,           O::WriteNotAtWp, eio),
+            // write past the capacity
+            (I::Empty,          O::WritePastCap, eio),
+            (I::ImpOpen,        O::WritePastCap, eio),
+            (I::ExpOpen,        O::WritePastCap, eio),
+            (I::Closed,         O::WritePastCap, eio),
+            (I::Full,           O::WritePastCap, eio),
+            // open
+            (I::Empty,          O::Open, C(Z::ExplicitOpen)),
+            (I::ImpOpen,        O::Open, C(Z::ExplicitOpen)),
+            (I::ExpOpen,        O::Open, C(Z::ExplicitOpen)),
+            (I::Closed,         O::Open, C(Z::ExplicitOpen)),
+            (I::Full,           O::Open, eio),
+            (I::ReadOnly,       O::Open, eio),
+            (I::Offline,        O::Open, eio),
+            (I::Conv,           O::Open, eio),
+            // close
+            (I::Empty,          O::Close, eio),
+            (I::ImpOpen,        O::Close, C(Z::Closed)),
+            (I::ExpOpen,        O::Close, C(Z::Empty)),
+            (I::ExpOpenWritten, O::Close, C(Z::Closed)),
+            (I::Closed,         O::Close, C(Z::Closed)),
+            (I::Full,           O::Close, eio),
+            (I::ReadOnly,       O::Close, eio),
+            (I::Offline,        O::Close, eio),
+            (I::Conv,           O::Close, eio),
+            // finish
+            (I::Empty,          O::Finish, C(Z::Full)),
+            (I::ImpOpen,        O::Finish, C(Z::Full)),
+            (I::ExpOpen,        O::Finish, C(Z::Full)),
+            (I::Closed,         O::Finish, C(Z::Full)),
+            (I::Full,           O::Finish, C(Z::Full)),
+            (I::ReadOnly,       O::Finish, eio),
+            (I::Offline,        O::Finish, eio),
+            (I::Conv,           O::Finish, eio),
+            // reset
+            (I::Empty,          O::Reset, C(Z::Empty)),
+            (I::ImpOpen,        O::Reset, C(Z::Empty)),
+            (I::ExpOpen,        O::Reset, C(Z::Empty)),
+            (I::Closed,         O::Reset, C(Z::Empty)),
+            (I::Full,           O::Reset, C(Z::Empty)),
+            (I::ReadOnly,       O::Reset, eio),
+            (I::Offline,        O::Reset, eio),
+            (I::Conv,           O::Reset, eio),
+            // read
+            (I::Empty,          O::Read, C(Z::Empty)),
+            (I::Full,           O::Read, C(Z::Full)),
+            (I::ReadOnly,       O::Read, C(Z::ReadOnly)),
+            (I::Offline,        O::Read, eio),
+            (I::Conv,           O::Read, C(Z::NotWp)),
+        ];
+        for &(init, op, want) in rows {
+            let (mut st, z) = setup(init);
+            check_invariants(&st);
+            let before = st.clone();
+            let got = match run(&mut st, z, op) {
+                Ok(()) => Want::Cond(st.zones[z].cond),
+                Err(e) => Want::Err(Errno::from_raw(e.raw_os_error().unwrap())),
+            };
+            assert_eq!(got, want, "{init:?} {op:?}");
+            check_invariants(&st);
+            if matches!(got, Want::Err(_)) && !matches!((init, op), (Init::Conv, Op::WriteNotAtWp))
+            {
+                assert_eq!(st, before, "{init:?} {op:?} changed the state on error");
+            }
+            let zone = st.zones[z];
+            match (got, op) {
+                (Want::Cond(ZoneCond::Full), Op::Finish) => {
+                    assert_eq!(zone.wp, zone.start + zone.len)
+                }
+                (Want::Cond(ZoneCond::Empty), _) => assert_eq!(zone.wp, zone.start),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn geometry_validation_and_clamping() {
+        let g = |c: ZoneConfig| ZoneGeometry::new(&c);
+        let base = cfg(8, 2, 0, 0);
+        assert!(g(ZoneConfig { size: 0, ..base }).is_err());
+        assert!(g(ZoneConfig { size: 1000, ..base }).is_err());
+        assert!(
+            g(ZoneConfig {
+                zone_size: 3 * 512,
+                ..base
+            })
+            .is_err()
+        );
+        assert!(
+            g(ZoneConfig {
+                zone_size: 256,
+                ..base
+            })
+            .is_err()
+        );
+        assert!(
+            g(ZoneConfig {
+                zone_capacity: Some(0),
+                ..base
+            })
+            .is_err()
+        );
+        assert!(
+            g(ZoneConfig {
+                zone_capacity: Some(ZS + 512),
+                ..base
+            })
+            .is_err()
+        );
+        assert!(
+            g(ZoneConfig {
+                zone_capacity: Some(1000),
+                ..base
+            })
+            .is_err()
+        );
+        assert!(g(ZoneConfig { nr_conv: 8, ..base }).is_err());
+        assert!(
+            g(ZoneConfig {
+                zone_append_max: 100,
+                ..base
+            })
+            .is_err()
+        );
+        let msg = g(ZoneConfig { nr_conv: 8, ..base }).unwrap_err();
+        assert!(!msg.contains('\n'));
+
+        // 6 sequential zones.
+        let lim = |o, a| {
+            let geo = g(ZoneConfig {
+                max_open: o,
+                max_active: a,
+                ..base
+            })
+            .unwrap();
+            (geo.max_open(), geo.max_active())
+        };
+        assert_eq!(lim(0, 0), (0, 0));
+        assert_eq!(lim(3, 4), (3, 4));
+        assert_eq!(lim(6, 0), (0, 0));
+        assert_eq!(lim(5, 0), (5, 0));
+        assert_eq!(lim(0, 6), (0, 0));
+        assert_eq!(lim(5, 3), (3, 3));
+        // null_blk's order: lowered to the active limit before the >= check.
+        assert_eq!(lim(10, 3), (3, 3));
+        assert_eq!(lim(0, 3), (0, 3));
+        assert_eq!(lim(10, 10), (0, 0));
+
+        // A smaller last zone, with capacity clamped to it.
+        let geo = g(ZoneConfig {
+            size: 3 * ZS + 8192,
+            zone_capacity: Some(ZS / 2),
+            nr_conv: 1,
+            ..base
+        })
+        .unwrap();
+        assert_eq!(
+            (geo.nr_zones(), geo.nr_conv(), geo.zone_capacity()),
+            (4, 1, ZS / 2)
+        );
+        let st = ZoneState::new(geo);
+        let last = *st.zone(3);
+        assert_eq!((last.start, last.len, last.cap), (3 * ZS, 8192, 8192));
+        let conv = *st.zone(0);
+        assert_eq!(
+            (conv.cap, conv.wp, conv.ztype),
+            (ZS, ZS, ZoneType::Conventional)
+        );
+        assert_eq!(ZoneType::SeqWriteRequired.as_u8(), 2);
+    }
+
+    #[test]
+    fn cond_numbers_round_trip() {
+        for v in 0..=255u8 {
+            if let Some(c) = ZoneCond::from_u8(v) {
+                assert_eq!(c.as_u8(), v);
+            }
+        }
+        assert_eq!(ZoneCond::from_u8(14), Some(ZoneCond::Full));
+        assert_eq!(ZoneCond::from_u8(5), None);
+    }
+
+    #[test]
+    fn report_ranges() {
+        let st = state(4, 1, 0, 0);
+        assert_eq!(st.report(0, 100).len(), 4);
+        let r = st.report(ZS + 5, 2);
+        assert_eq!(r.iter().map(|z| z.start).collect::<Vec<_>>(), [ZS, 2 * ZS]);
+        assert!(st.report(4 * ZS, 10).is_empty());
+        assert!(st.report(u64::MAX, 10).is_empty());
+        assert!(st.report(0, 0).is_empty());
+    }
+
+    #[test]
+    fn implicit_close_round_robin() {
+        // 1 conventional + 5 sequential zones, open limit 2.
+        let mut st = state(6, 1, 2, 0);
+        assert_eq!(st.cursor(), 1);
+        write(&mut st, ZS, BS).unwrap();
+        write(&mut st, 2 * ZS, BS).unwrap();
+        // Third write closes zone 1 (first from the cursor).
+        write(&mut st, 3 * ZS, BS).unwrap();
+        assert_eq!(st.zone(1).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 2);
+        // Next closes zone 2, not zone 3.
+        write(&mut st, 4 * ZS, BS).unwrap();
+        assert_eq!(st.zone(2).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 3);
+        check_invariants(&st);
+        // Writing the closed zone 1 reopens it and closes zone 3.
+        write(&mut st, ZS + BS, BS).unwrap();
+        assert_eq!(st.zone(1).cond, ZoneCond::ImplicitOpen);
+        assert_eq!(st.zone(3).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 4);
+        write(&mut st, 5 * ZS, BS).unwrap();
+        assert_eq!(st.zone(4).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 5);
+        // Open zones: 1 and 5 (implicit). Closing zone 5, the last, moves
+        // the cursor back to the first sequential zone.
+        st.zone_mgmt(ZoneOp::Open, 2 * ZS, ZS).unwrap();
+        assert_eq!(st.zone(5).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 1);
+        check_invariants(&st);
+        st.zone_mgmt(ZoneOp::Open, 3 * ZS, ZS).unwrap();
+        assert_eq!(st.zone(1).cond, ZoneCond::Closed);
+        assert_eq!(st.cursor(), 2);
+        // Every open zone explicit: ETOOMANYREFS for writes, opens, finishes.
+        let before = st.clone();
+        assert_eq!(err_of(write(&mut st, ZS + 2 * BS, BS)), Errno::ETOOMANYREFS);
+        assert_eq!(
+            err_of(st.zone_mgmt(ZoneOp::Open, 4 * ZS, ZS)),
+            Errno::ETOOMANYREFS
+        );
+        assert_eq!(
+            err_of(st.zone_mgmt(ZoneOp::Finish, 4 * ZS, ZS)),
+            Errno::ETOOMANYREFS
+        );
+        assert_eq!(st, before);
+        // An implicitly open zone that was never written closes to empty.
+        // The scan wraps: the only implicitly open zone is before the cursor.
+        let mut st = state(4, 0, 1, 0);
+        write(&mut st, 0, BS).unwrap();
+        write(&mut st, ZS, BS).unwrap();
+        assert_eq!((st.zone(0).cond, st.cursor()), (ZoneCond::Closed, 1));
+        write(&mut st, BS, BS).unwrap();
+        assert_eq!((st.zone(1).cond, st.cursor()), (ZoneCond::Closed, 2));
+        write(&mut st, 2 * ZS, BS).unwrap();
+        assert_eq!((st.zone(0).cond, st.cursor()), (ZoneCond::Closed, 1));
+        check_invariants(&st);
+    }
+
+    #[test]
+    fn active_limit_checked_before_open_limit() {
+        // 5 sequential zones, open 1, active 2.
+        let mut st = state(5, 0, 1, 2);
+        st.zone_mgmt(ZoneOp::Open, 0, ZS).unwrap();
+        write(&mut st, ZS, BS).unwrap_err(); // ETOOMANYREFS: open full, no implicit zone
+        st.zone_mgmt(ZoneOp::Close, 0, ZS).unwrap(); // unwritten: back to empty
+        write(&mut st, 0, BS).unwrap();
+        st.zone_mgmt(ZoneOp::Close, 0, ZS).unwrap();
+        write(&mut st, ZS, BS).unwrap();
+        // Active 2 (closed 0, implicit 1), open 1: an empty zone needs both;
+        // the active limit is checked first.
+        let before = st.clone();
+        assert_eq!(err_of(write(&mut st, 2 * ZS, BS)), Errno::EOVERFLOW);
+        assert_eq!(
+            err_of(st.zone_mgmt(ZoneOp::Open, 2 * ZS, ZS)),
+            Errno::EOVERFLOW
+        );
+        assert_eq!(
+            err_of(st.zone_mgmt(ZoneOp::Finish, 2 * ZS, ZS)),
+            Errno::EOVERFLOW
+        );
+        // The closed zone only needs open resources, but null_blk refuses to
+        // implicitly close while the active limit is reached: ETOOMANYREFS.
+        assert_eq!(err_of(write(&mut st, BS, BS)), Errno::ETOOMANYREFS);
+        assert_eq!(st, before);
+        // Explicit opens of the implicitly open zone need nothing.
+        st.zone_mgmt(ZoneOp::Open, ZS, ZS).unwrap();
+        assert_eq!(
+            st.counts(),
+            ZoneCounts {
+                imp_open: 0,
+                exp_open: 1,
+                closed: 1
+            }
+        );
+        // Finishing frees resources.
+        st.zone_mgmt(ZoneOp::Finish, ZS, ZS).unwrap();
+        write(&mut st, 2 * ZS, BS).unwrap();
+        check_invariants(&st);
+        // No open limit, active limit only.
+        let mut st = state(5, 0, 0, 2);
+        write(&mut st, 0, BS).unwrap();
+        write(&mut st, ZS, BS).unwrap();
+        assert_eq!(err_of(write(&mut st, 2 * ZS, BS)), Errno::EOVERFLOW);
+    }
+
+    #[test]
+    fn capacity_below_zone_size() {
+        let cap = ZS / 2;
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            zone_capacity: Some(cap),
+            ..cfg(4, 0, 0, 0)
+        })
+        .unwrap();
+        let mut st = ZoneState::new(geo);
+        assert_eq!(err_of(write(&mut st, 0, cap + BS)), Errno::EIO);
+        write(&mut st, 0, cap - BS).unwrap();
+        write(&mut st, cap - BS, BS).unwrap();
+        assert_eq!((st.zone(0).cond, st.zone(0).wp), (ZoneCond::Full, cap));
+        assert_eq!(st.counts(), ZoneCounts::default());
+        assert_eq!(err_of(write(&mut st, cap, BS)), Errno::EIO);
+        write(&mut st, ZS, BS).unwrap();
+        st.zone_mgmt(ZoneOp::Finish, ZS, ZS).unwrap();
+        assert_eq!((st.zone(1).cond, st.zone(1).wp), (ZoneCond::Full, 2 * ZS));
+        // Reads past the capacity of a zone written to capacity read 0xff.
+        assert_eq!(st.read_fill(0, ZS).unwrap(), [(cap, ZS - cap)]);
+        assert_eq!(st.read_fill(ZS, ZS).unwrap(), []);
+        // A write cannot cross from the capacity into the next zone.
+        assert_eq!(
+            err_of(write(&mut st, 2 * ZS + cap - BS, 2 * BS)),
+            Errno::EIO
+        );
+        check_invariants(&st);
+    }
+
+    #[test]
+    fn cross_zone_writes() {
+        let mut st = state(4, 1, 0, 0);
+        // Conventional into empty sequential: ok.
+        write(&mut st, ZS - BS, 2 * BS).unwrap();
+        assert_eq!(st.zone(1).wp, ZS + BS);
+        // From zone 1's wp into the empty zone 2: split at the boundary,
+        // zone 1 becomes full, zone 2 implicitly open.
+        let plan = st.check_write(ZS + BS, ZS).unwrap();
+        assert_eq!(plan.pieces(), [(ZS + BS, ZS - BS), (2 * ZS, BS)]);
+        st.apply_write(&plan);
+        assert_eq!(conds(&st)[1..3], [ZoneCond::Full, ZoneCond::ImplicitOpen]);
+        assert_eq!(st.zone(2).wp, 2 * ZS + BS);
+        // Zone 3 written, then a write crossing from zone 2 into zone 3 is
+        // refused although zone 2's piece is fine; nothing changes.
+        write(&mut st, 3 * ZS, BS).unwrap();
+        let before = st.clone();
+        assert_eq!(err_of(write(&mut st, 3 * ZS - BS, 2 * BS)), Errno::EIO);
+        assert_eq!(err_of(st.check_write(2 * ZS + BS, ZS)), Errno::EIO);
+        assert_eq!(st, before);
+        // Past the device end.
+        assert_eq!(err_of(st.check_write(4 * ZS - BS, 2 * BS)), Errno::EIO);
+        assert_eq!(err_of(st.check_write(u64::MAX, 2)), Errno::EIO);
+        // Crossing under an open limit: first zone's resources are released
+        // when it fills, so the next zone can open.
+        let mut st = state(4, 0, 1, 1);
+        write(&mut st, 0, BS).unwrap();
+        write(&mut st, BS, ZS).unwrap();
+        assert_eq!(conds(&st)[..2], [ZoneCond::Full, ZoneCond::ImplicitOpen]);
+        check_invariants(&st);
+        // A zero-length write touches nothing.
+        assert!(st.check_write(5, 0).unwrap().pieces().is_empty());
+    }
+
+    #[test]
+    fn misaligned_management_ranges() {
+        let mut st = ZoneState::new(
+            ZoneGeometry::new(&ZoneConfig {
+                size: 3 * ZS + 8192,
+                ..cfg(4, 0, 0, 0)
+            })
+            .unwrap(),
+        );
+        let before = st.clone();
+        for &(off, len) in &[
+            (0, 0),
+            (BS, ZS),
+            (0, ZS - BS),
+            (0, ZS + BS),
+            (3 * ZS, ZS),
+            (4 * ZS, ZS),
+            (u64::MAX - ZS + 1, ZS),
+        ] {
+            for op in [ZoneOp::Open, ZoneOp::Close, ZoneOp::Finish, ZoneOp::Reset] {
+                assert_eq!(
+                    err_of(st.zone_mgmt(op, off, len)),
+                    Errno::EINVAL,
+                    "{op:?} {off} {len}"
+                );
+            }
+        }
+        assert_eq!(st, before);
+        // The smaller last zone: a range ending at the device end.
+        st.zone_mgmt(ZoneOp::Finish, 3 * ZS, 8192).unwrap();
+        assert_eq!(st.zone(3).wp, 3 * ZS + 8192);
+        st.zone_mgmt(ZoneOp::Open, ZS, 2 * ZS).unwrap();
+        assert_eq!(
+            conds(&st),
+            [
+                ZoneCond::Empty,
+                ZoneCond::ExplicitOpen,
+                ZoneCond::ExplicitOpen,
+                ZoneCond::Full
+            ]
+        );
+        st.zone_mgmt(ZoneOp::Reset, 2 * ZS, ZS + 8192).unwrap();
+        assert_eq!(conds(&st)[2..], [ZoneCond::Empty, ZoneCond::Empty]);
+    }
+
+    #[test]
+    fn multi_zone_range_continues_past_errors() {
+        // Open limit 2 and three zones to open: the third fails, the first
+        // two stay open (Linux sends one request per zone).
+        let mut st = state(5, 1, 2, 0);
+        st.zone_mgmt(ZoneOp::Open, ZS, ZS).unwrap();
+        st.zone_mgmt(ZoneOp::Open, 2 * ZS, ZS).unwrap();
+        st.zone_mgmt(ZoneOp::Close, ZS, 2 * ZS).unwrap();
+        write(&mut st, 2 * ZS, BS).unwrap();
+        // zone 2 implicitly open; open zones 1..=3.
+        assert_eq!(
+            err_of(st.zone_mgmt(ZoneOp::Open, ZS, 3 * ZS)),
+            Errno::ETOOMANYREFS
+        );
+        assert_eq!(
+            conds(&st)[1..],
+            [
+                ZoneCond::ExplicitOpen,
+                ZoneCond::ExplicitOpen,
+                ZoneCond::Empty,
+                ZoneCond::Empty
+            ]
+        );
+        check_invariants(&st);
+        // A conventional zone in the range gives EIO; the other zones are
+        // still processed.
+        let out = st.zone_mgmt_outcome(ZoneOp::Reset, 0, 3 * ZS);
+        assert_eq!(err_of(out.result), Errno::EIO);
+        assert_eq!(out.reset, [(ZS, ZS), (2 * ZS, ZS)]);
+        assert_eq!(conds(&st)[1..3], [ZoneCond::Empty, ZoneCond::Empty]);
+        // Close over a range with an empty zone in the middle.
+        write(&mut st, ZS, BS).unwrap();
+        write(&mut st, 3 * ZS, BS).unwrap();
+        assert_eq!(err_of(st.zone_mgmt(ZoneOp::Close, ZS, 3 * ZS)), Errno::EIO);
+        assert_eq!(
+            conds(&st)[1..4],
+            [ZoneCond::Closed, ZoneCond::Empty, ZoneCond::Closed]
+        );
+        check_invariants(&st);
+    }
+
+    #[test]
+    fn reset_all_skips_conventional_read_only_offline() {
+        let mut st = state(6, 2, 0, 0);
+        write(&mut st, 2 * ZS, BS).unwrap();
+        st.zone_mgmt(ZoneOp::Finish, 3 * ZS, ZS).unwrap();
+        st.set_condition(4, ZoneCond::ReadOnly).unwrap();
+        st.set_condition(5, ZoneCond::Offline).unwrap();
+        let out = st.zone_mgmt_outcome(ZoneOp::Reset, 0, 6 * ZS);
+        out.result.unwrap();
+        assert_eq!(out.reset, [(2 * ZS, ZS), (3 * ZS, ZS)]);
+        assert_eq!(
+            conds(&st),
+            [
+                ZoneCond::NotWp,
+                ZoneCond::NotWp,
+                ZoneCond::Empty,
+                ZoneCond::Empty,
+                ZoneCond::ReadOnly,
+                ZoneCond::Offline
+            ]
+        );
+        // Not the whole device: the conventional zone is an error.
+        assert_eq!(err_of(st.zone_mgmt(ZoneOp::Reset, 0, 5 * ZS)), Errno::EIO);
+        // Fault injection: bad arguments, and back to empty.
+        assert_eq!(
+            err_of(st.set_condition(0, ZoneCond::ReadOnly)),
+            Errno::EINVAL
+        );
+        assert_eq!(err_of(st.set_condition(2, ZoneCond::Full)), Errno::EINVAL);
+        assert_eq!(err_of(st.set_condition(2, ZoneCond::Empty)), Errno::EINVAL);
+        assert_eq!(
+            err_of(st.set_condition(9, ZoneCond::Offline)),
+            Errno::EINVAL
+        );
+        st.set_condition(5, ZoneCond::Empty).unwrap();
+        assert_eq!((st.zone(5).cond, st.zone(5).wp), (ZoneCond::Empty, 5 * ZS));
+        // Making an open zone read-only releases its resources.
+        write(&mut st, 2 * ZS, BS).unwrap();
+        st.set_condition(2, ZoneCond::ReadOnly).unwrap();
+        assert_eq!(st.counts(), ZoneCounts::default());
+        check_invariants(&st);
+    }
+
+    #[test]
+    fn append_positions() {
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            zone_append_max: 2 * BS,
+            ..cfg(3, 1, 0, 0)
+        })
+        .unwrap();
+        let mut st = ZoneState::new(geo);
+        assert_eq!(append(&mut st, ZS, BS).unwrap(), ZS);
+        assert_eq!(append(&mut st, ZS, 2 * BS).unwrap(), ZS + BS);
+        assert_eq!(st.zone(1).wp, ZS + 3 * BS);
+        assert_eq!(err_of(append(&mut st, ZS, 3 * BS)), Errno::EINVAL);
+        assert_eq!(err_of(append(&mut st, ZS, 0)), Errno::EINVAL);
+        assert_eq!(err_of(append(&mut st, 0, BS)), Errno::EIO);
+        assert_eq!(err_of(append(&mut st, ZS + BS, BS)), Errno::EIO);
+        assert_eq!(err_of(append(&mut st, 3 * ZS, BS)), Errno::EIO);
+        // Fill zone 1 to the last block, then an append that would pass the
+        // capacity fails and never lands in zone 2.
+        while st.zone(1).wp < 2 * ZS - BS {
+            append(&mut st, ZS, BS).unwrap();
+        }
+        let before = st.clone();
+        assert_eq!(err_of(append(&mut st, ZS, 2 * BS)), Errno::EIO);
+        assert_eq!(st, before);
+        assert_eq!(append(&mut st, ZS, BS).unwrap(), 2 * ZS - BS);
+        assert_eq!(st.zone(1).cond, ZoneCond::Full);
+        assert_eq!(err_of(append(&mut st, ZS, BS)), Errno::EIO);
+        assert_eq!(st.zone(2).cond, ZoneCond::Empty);
+        let plan = st.check_append(2 * ZS, BS).unwrap();
+        assert_eq!(
+            (plan.pos, plan.write.pieces()),
+            (2 * ZS, &[(2 * ZS, BS)][..])
+        );
+        check_invariants(&st);
+    }
+
+    #[test]
+    fn read_fill_ranges() {
+        let mut st = state(4, 1, 0, 0);
+        write(&mut st, ZS, BS).unwrap();
+        // Conventional zone: nothing; zone 1 from its wp; zone 2 entirely.
+        assert_eq!(
+            st.read_fill(ZS - BS, ZS + 2 * BS).unwrap(),
+            [(ZS + BS, ZS - BS), (2 * ZS, BS)]
+        );
+        assert_eq!(st.read_fill(ZS, BS).unwrap(), []);
+        assert_eq!(st.read_fill(ZS + 2 * BS, BS).unwrap(), [(ZS + 2 * BS, BS)]);
+        // After a reset everything reads as 0xff again.
+        st.zone_mgmt(ZoneOp::Reset, ZS, ZS).unwrap();
+        assert_eq!(st.read_fill(ZS, BS).unwrap(), [(ZS, BS)]);
+        assert_eq!(st.read_fill(0, 0).unwrap(), []);
+        st.set_condition(3, ZoneCond::Offline).unwrap();
+        assert_eq!(err_of(st.read_fill(3 * ZS, BS)), Errno::EIO);
+        assert_eq!(err_of(st.read_fill(4 * ZS, BS)), Errno::EIO);
+    }
+
+    #[test]
+    fn save_restore_round_trip() {
+        let mut st = state(8, 1, 2, 4);
+        write(&mut st, ZS, BS).unwrap();
+        write(&mut st, 2 * ZS, BS).unwrap();
+        write(&mut st, 3 * ZS, BS).unwrap(); // closes zone 1, cursor 2
+        st.zone_mgmt(ZoneOp::Finish, 4 * ZS, ZS).unwrap(); // closes zone 2
+        st.set_condition(7, ZoneCond::Offline).unwrap();
+        let saved = st.to_saved();
+        assert_eq!(saved.cursor, 3);
+        assert_eq!(
+            st.counts(),
+            ZoneCounts {
+                imp_open: 1,
+                exp_open: 0,
+                closed: 2
+            }
+        );
+        let back = ZoneState::from_saved(st.geo, &saved).unwrap();
+        assert_eq!(back.zones, st.zones);
+        assert_eq!(back.counts(), st.counts());
+        assert_eq!(back.cursor(), st.cursor());
+        assert_eq!(back.to_saved(), saved);
+        // The restored state goes on as the original does.
+        let mut a = st.clone();
+        let mut b = back;
+        write(&mut a, 5 * ZS, BS).unwrap();
+        write(&mut b, 5 * ZS, BS).unwrap();
+        assert_eq!(a.to_saved(), b.to_saved());
+        assert_eq!(a.counts(), b.counts());
+    }
+
+    #[test]
+    fn restore_rejects_inconsistent_state() {
+        let st = state(4, 1, 1, 0);
+        let good = st.to_saved();
+        let bad = |f: &dyn Fn(&mut SavedZones)| {
+            let mut s = good.clone();
+            f(&mut s);
+            ZoneState::from_saved(st.geo, &s).unwrap_err()
+        };
+        let e = bad(&|s| s.zones[1] = (ZS + BS, ZoneCond::Empty));
+        assert!(e.contains("zone 1"), "{e}");
+        bad(&|s| s.zones[1] = (ZS, ZoneCond::ImplicitOpen));
+        bad(&|s| s.zones[1] = (ZS, ZoneCond::Closed));
+        bad(&|s| s.zones[1] = (2 * ZS, ZoneCond::ExplicitOpen));
+        bad(&|s| s.zones[1] = (ZS + BS, ZoneCond::Full));
+        bad(&|s| s.zones[1] = (3 * ZS, ZoneCond::ImplicitOpen));
+        bad(&|s| s.zones[1] = (ZS, ZoneCond::NotWp));
+        bad(&|s| s.zones[1] = (ZS, ZoneCond::ReadOnly));
+        bad(&|s| s.zones[0] = (0, ZoneCond::NotWp));
+        bad(&|s| s.zones[0] = (ZS, ZoneCond::Empty));
+        bad(&|s| s.zones.pop().map(|_| ()).unwrap());
+        bad(&|s| s.cursor = 0);
+        bad(&|s| s.cursor = 4);
+        // Two open zones over an open limit of 1.
+        let e = bad(&|s| {
+            s.zones[1] = (ZS + BS, ZoneCond::ImplicitOpen);
+            s.zones[2] = (2 * ZS, ZoneCond::ExplicitOpen);
+        });
+        assert!(e.contains("limit"), "{e}");
+        // Accepted edge cases: explicit open at start, full at length.
+        let mut s = good.clone();
+        s.zones[1] = (ZS, ZoneCond::ExplicitOpen);
+        s.zones[2] = (3 * ZS, ZoneCond::Full);
+        s.zones[3] = (4 * ZS, ZoneCond::ReadOnly);
+        let r = ZoneState::from_saved(st.geo, &s).unwrap();
+        assert_eq!(
+            r.counts(),
+            ZoneCounts {
+                imp_open: 0,
+                exp_open: 1,
+                closed: 0
+            }
+        );
+    }
+
+    /// A small deterministic PRNG (xorshift64*).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    #[test]
+    fn randomized_invariants() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut seen = std::collections::HashSet::new();
+        for (max_open, max_active) in [(0, 0), (2, 0), (0, 3), (2, 3), (3, 3), (1, 2)] {
+            let geo = ZoneGeometry::new(&ZoneConfig {
+                size: 7 * ZS + 8192,
+                zone_capacity: Some(ZS - 4 * BS),
+                ..cfg(8, 1, max_open, max_active)
+            })
+            .unwrap();
+            let mut st = ZoneState::new(geo);
+            for _ in 0..3000 {
+                let z = rng.below(geo.nr_zones() as u64) as usize;
+                let zone = *st.zone(z);
+                let before = st.clone();
+                let mut single = true;
+                let r = match rng.below(10) {
+                    0..=2 => {
+                        let off = if rng.below(4) == 0 {
+                            zone.start + rng.below(zone.len / BS) * BS
+                        } else {
+                            zone.wp.min(zone.start + zone.len - BS)
+                        };
+                        let len = (1 + rng.below(6)) * BS;
+                        write(&mut st, off, len.min(geo.size() - off))
+                    }
+                    3 => append(&mut st, zone.start, (1 + rng.below(4)) * BS).map(|_| ()),
+                    4 => st.zone_mgmt(ZoneOp::Open, zone.start, zone.len),
+                    5 => st.zone_mgmt(ZoneOp::Close, zone.start, zone.len),
+                    6 => st.zone_mgmt(ZoneOp::Finish, zone.start, zone.len),
+                    7 => st.zone_mgmt(ZoneOp::Reset, zone.start, zone.len),
+                    8 => st.read_fill(zone.start, zone.len).map(|_| ()),
+                    _ => match rng.below(20) {
+                        0 => st.zone_mgmt(ZoneOp::Reset, 0, geo.size()),
+                        1 => st.set_condition(z, ZoneCond::ReadOnly),
+                        2 => st.set_condition(z, ZoneCond::Offline),
+                        3..=9 => st.set_condition(z, ZoneCond::Empty),
+                        _ => {
+                            single = false;
+                            let n = 1 + rng.below(3);
+                            let start = zone.start.min(geo.size() - 1);
+                            let len = (n * ZS).min(geo.size() - start);
+                            st.zone_mgmt(ZoneOp::Open, start, len)
+                        }
+                    },
+                };
+                check_invariants(&st);
+                // Single-zone operations (and writes of any length) change
+                // nothing when they fail.
+                if single && r.is_err() {
+                    assert_eq!(st, before);
+                }
+                seen.insert(r.err().and_then(|e| e.raw_os_error()));
+                let saved = st.to_saved();
+                let back = ZoneState::from_saved(geo, &saved).unwrap();
+                assert_eq!((back.counts(), back.cursor()), (st.counts(), st.cursor()));
+            }
+        }
+        for e in [
+            Errno::EIO,
+            Errno::EINVAL,
+            Errno::ETOOMANYREFS,
+            Errno::EOVERFLOW,
+        ] {
+            assert!(seen.contains(&Some(e as i32)), "{e} never seen");
+        }
+        assert!(seen.contains(&None));
+    }
+}
