@@ -120,7 +120,7 @@ impl FileNode {
             offset += n as u64;
         }
         // A padded write at an unaligned end of file must not grow it.
-        if self.size()? > size && self.driver == "file" {
+        if self.size()? > size {
             self.file.set_len(size)?;
         }
         Ok(())

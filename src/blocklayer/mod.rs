@@ -22,7 +22,7 @@ pub mod zone_rules;
 
 pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend};
 pub use driver::{BlockDriver, NodeInfo, Role, WriteFlags};
-pub use open::{OpenError, OpenFlags, OpenRequest, driver_names, open_image};
+pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub use options::OptionMap;
 
 use std::io;

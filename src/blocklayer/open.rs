@@ -5,7 +5,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{BlockBackend, BlockDriver, OptionMap, file, host_device, null, raw, throttle};
+use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device, null, raw, throttle};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -48,10 +48,25 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// The drivers zio knows, by role.
-const PROTOCOLS: &[&str] = &["file", "host_device", "null"];
-const FORMATS: &[&str] = &["raw"];
-const FILTERS: &[&str] = &["throttle"];
+/// A driver's constructor: takes the options it knows from the map.
+type OpenFn = fn(&mut OptionMap, &OpenFlags) -> Result<Arc<dyn BlockDriver>, String>;
+
+/// The drivers zio knows, with their role.
+const DRIVERS: &[(&str, Role, OpenFn)] = &[
+    ("file", Role::Protocol, file::open),
+    ("host_device", Role::Protocol, host_device::open),
+    ("null", Role::Protocol, null::open),
+    ("raw", Role::Format, raw::open),
+    ("throttle", Role::Filter, throttle::open),
+];
+
+fn lookup(name: &str) -> Option<&'static (&'static str, Role, OpenFn)> {
+    DRIVERS.iter().find(|(n, _, _)| *n == name)
+}
+
+fn is_protocol(name: &str) -> bool {
+    matches!(lookup(name), Some((_, Role::Protocol, _)))
+}
 
 /// Opens the graph `req` describes and puts a backend on top of it.
 pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
@@ -80,7 +95,7 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         }
         if !name.is_empty() {
             match opts.take("driver") {
-                Some(d) if PROTOCOLS.contains(&d.as_str()) => {
+                Some(d) if is_protocol(&d) => {
                     opts.set("driver", d);
                     opts.set("filename", name.clone());
                 }
@@ -112,13 +127,14 @@ pub fn open_node(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
         }
         None => return Err("A block device must be specified for \"file\"".into()),
     };
-    let (kind, node) = match driver.as_str() {
-        "file" => ("protocol", file::open(opts, flags)?),
-        "host_device" => ("protocol", host_device::open(opts, flags)?),
-        "null" => ("protocol", null::open(opts, flags)?),
-        "raw" => ("format", raw::open(opts, flags)?),
-        "throttle" => ("filter", throttle::open(opts, flags)?),
-        other => return Err(format!("Unknown driver '{other}'")),
+    let Some(&(_, role, open)) = lookup(&driver) else {
+        return Err(format!("Unknown driver '{driver}'"));
+    };
+    let node = open(opts, flags)?;
+    let kind = match role {
+        Role::Protocol => "protocol",
+        Role::Format => "format",
+        Role::Filter => "filter",
     };
     opts.finish(kind, &driver)?;
     Ok(node)
@@ -160,9 +176,4 @@ fn open_protocol(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
 /// zoned image format adds its magic here.
 fn probe_format(proto: Arc<dyn BlockDriver>) -> Result<Arc<dyn BlockDriver>, String> {
     Ok(raw::over(proto))
-}
-
-/// Every driver name, for `help` texts and errors.
-pub fn driver_names() -> impl Iterator<Item = &'static str> {
-    PROTOCOLS.iter().chain(FORMATS).chain(FILTERS).copied()
 }
