@@ -6,28 +6,34 @@ use std::io::{self, BufRead, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, Helper, Highlighter, Hinter, Validator};
 
-use zio::blocklayer::{OpenRequest, open_image};
+use zio::blocklayer::emulated::take_zone_config;
+use zio::blocklayer::{OpenRequest, OptionMap, open_image, zoned};
 use zio::commands::{Console, Shell, Status, table};
+use zio::units::parse_size;
 
-/// What `zio` opens when no image is named.
-const DEFAULT_DEVICE: &str = "driver=null,size=1G";
+/// What `zio` opens when no image is named: a zoned null device with the
+/// geometry of `modprobe null_blk zoned=1` (250 GiB, 256 MiB zones).
+const DEFAULT_DEVICE: &str = "driver=null,zoned=on";
 
 #[derive(Parser, Debug)]
 #[command(
     name = "zio",
     version,
     about = "A qemu-io-style shell for zoned block devices",
-    after_help = "Without IMAGE, zio opens an in-memory null device of 1 GiB.\n\
+    after_help = "Without IMAGE, zio opens an in-memory zoned device like null_blk zoned=1.\n\
                   Without -c, commands are read from stdin (interactively on a terminal).\n\
                   Type 'help' at the prompt for the list of commands."
 )]
+#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Run a command (may be given several times; run in order)
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     commands: Vec<String>,
@@ -52,8 +58,82 @@ struct Cli {
     image: Option<String>,
 }
 
+#[derive(Subcommand, Debug)]
+enum Action {
+    /// Create an image, as `qemu-img create` does
+    ///
+    /// Formats: `zoned` (a persistent zoned device in one sparse file) and
+    /// `raw`. Options of `zoned` (-o, comma-separated; sizes take suffixes):
+    /// zone_size (default 256M), zone_capacity (default: zone_size),
+    /// zone_nr_conv (conventional zones first, default 0), zone_max_open and
+    /// zone_max_active (0: no limit, the default), zone_append_max (bytes,
+    /// 0: no limit).
+    Create {
+        /// Image format
+        #[arg(short = 'f', long = "format", default_value = "zoned")]
+        format: String,
+        /// Format options, e.g. zone_size=64M,zone_capacity=48M,zone_nr_conv=1
+        #[arg(short = 'o', value_name = "OPTIONS")]
+        options: Vec<String>,
+        /// The file to create (replaced if it exists)
+        file: String,
+        /// Device size, e.g. 1G
+        size: String,
+    },
+}
+
+/// `zio create`: one line as qemu-img prints it, or one error line.
+fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<String, String> {
+    let size = parse_size(size).map_err(|e| format!("Invalid image size '{size}': {e}"))?;
+    let mut opts = OptionMap::parse(&options.join(","))?;
+    match format {
+        "zoned" => {
+            let cfg = take_zone_config(&mut opts, size)?;
+            opts.finish("format", "zoned")?;
+            zoned::create(file, &cfg)?;
+            Ok(format!(
+                "Formatting '{file}', fmt=zoned size={size} zone_size={} zone_capacity={} zone_nr_conv={} zone_max_open={} zone_max_active={} zone_append_max={}",
+                cfg.zone_size,
+                cfg.zone_capacity.unwrap_or(cfg.zone_size),
+                cfg.nr_conv,
+                cfg.max_open,
+                cfg.max_active,
+                cfg.zone_append_max
+            ))
+        }
+        "raw" => {
+            opts.finish("format", "raw")?;
+            std::fs::File::create(file)
+                .and_then(|f| f.set_len(size))
+                .map_err(|e| format!("Could not create '{file}': {e}"))?;
+            Ok(format!("Formatting '{file}', fmt=raw size={size}"))
+        }
+        other => Err(format!(
+            "Unknown image format '{other}' (zio creates zoned and raw images)"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Action::Create {
+        format,
+        options,
+        file,
+        size,
+    }) = &cli.action
+    {
+        return match create(format, options, file, size) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("zio: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut console = Console::stdio();
     let mut req = OpenRequest {
         target: cli.image.clone(),
@@ -65,7 +145,7 @@ fn main() -> ExitCode {
     };
     if cli.image.is_none() && !cli.image_opts {
         console.warn(&format!(
-            "zio: no image given, using the embedded default: an in-memory null device of 1 GiB ({DEFAULT_DEVICE})"
+            "zio: no image given, using the embedded default: an in-memory zoned device like null_blk zoned=1 ({DEFAULT_DEVICE})"
         ));
         req.target = Some(DEFAULT_DEVICE.to_string());
         req.image_opts = true;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use super::aligned::AlignedBuf;
+use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::{BlockDriver, NodeInfo, WriteFlags, errno};
 
 /// The largest single request, as QEMU's BDRV_REQUEST_MAX_BYTES.
@@ -137,5 +138,91 @@ impl BlockBackend {
 
     pub fn flush(&self) -> io::Result<()> {
         self.root.flush()
+    }
+
+    /// The zoned model and limits of the graph; `None` when not zoned.
+    pub fn zone_info(&self) -> Option<ZoneInfo> {
+        self.root.zone_info()
+    }
+
+    /// Up to `max` zones from the one holding `offset`; none at or past the
+    /// end. ENOTSUP on a device that is not zoned.
+    pub fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.root.zone_report(offset, max)
+    }
+
+    /// Opens, closes, finishes or resets the zones of `[offset, offset +
+    /// len)`. Checks in the order QEMU's host_device driver does, with its
+    /// diagnostics: the range (EIO), zone alignment (EINVAL), a
+    /// conventional first zone (EIO, unless the range is the whole device),
+    /// then the device's own answer.
+    pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        self.check_write(offset, len).map_err(ZoneError::plain)?;
+        let Some(info) = self.zone_info() else {
+            return Err(ZoneError::plain(errno(Errno::ENOTSUP)));
+        };
+        let size = self.length().map_err(ZoneError::plain)?;
+        let zs = info.zone_size;
+        if !offset.is_multiple_of(zs) {
+            return Err(ZoneError::diag(
+                Errno::EINVAL,
+                format!(
+                    "sector offset {} is not aligned to zone size {}",
+                    offset / 512,
+                    zs / 512
+                ),
+            ));
+        }
+        if offset + len < size && !len.is_multiple_of(zs) {
+            return Err(ZoneError::diag(
+                Errno::EINVAL,
+                format!(
+                    "number of sectors {} is not aligned to zone size {}",
+                    len / 512,
+                    zs / 512
+                ),
+            ));
+        }
+        if len != size && offset / zs < info.nr_conv {
+            return Err(ZoneError::diag(
+                Errno::EIO,
+                "zone mgmt operations are not allowed for conventional zones".into(),
+            ));
+        }
+        self.root.zone_mgmt(op, offset, len).map_err(|e| {
+            let code = e.raw_os_error().unwrap_or(libc::EIO);
+            ZoneError {
+                diag: Some(format!("ioctl {} failed -{code}", op.ioctl_name())),
+                error: e,
+            }
+        })
+    }
+
+    /// Appends `data` at the write pointer of the zone starting at
+    /// `zone_start`; returns the byte position it landed at.
+    pub fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        self.check_write(zone_start, data.len() as u64)?;
+        self.root.zone_append(zone_start, data)
+    }
+}
+
+/// A failed zone management request: the error, and the diagnostic line
+/// the driver reports first (as QEMU's host_device driver does).
+#[derive(Debug)]
+pub struct ZoneError {
+    pub error: io::Error,
+    pub diag: Option<String>,
+}
+
+impl ZoneError {
+    fn plain(error: io::Error) -> Self {
+        ZoneError { error, diag: None }
+    }
+
+    fn diag(e: Errno, diag: String) -> Self {
+        ZoneError {
+            error: errno(e),
+            diag: Some(diag),
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use super::errno;
+use super::zone::{Zone, ZoneInfo, ZoneOp};
 
 /// What a node does in the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +82,28 @@ pub trait BlockDriver: Send + Sync {
 
     fn flush(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// The zoned model and limits; `None` for a regular device. Formats and
+    /// filters pass their child's up (translated where they must).
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        None
+    }
+
+    /// Up to `max` zones from the one holding `offset`.
+    fn zone_report(&self, _offset: u64, _max: usize) -> io::Result<Vec<Zone>> {
+        Err(errno(Errno::ENOTSUP))
+    }
+
+    /// Open, close, finish or reset the zones of `[offset, offset + len)`.
+    fn zone_mgmt(&self, _op: ZoneOp, _offset: u64, _len: u64) -> io::Result<()> {
+        Err(errno(Errno::ENOTSUP))
+    }
+
+    /// Writes `data` at the write pointer of the zone starting at
+    /// `zone_start`; returns the position it landed at.
+    fn zone_append(&self, _zone_start: u64, _data: &[u8]) -> io::Result<u64> {
+        Err(errno(Errno::ENOTSUP))
     }
 
     /// Lines for `info`. The default suits formats and filters.

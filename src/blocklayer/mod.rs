@@ -13,17 +13,21 @@ mod open;
 mod options;
 
 pub mod aligned;
+pub mod emulated;
 pub mod file;
 pub mod host_device;
 pub mod null;
 pub mod raw;
 pub mod throttle;
+pub mod zone;
 pub mod zone_rules;
+pub mod zoned;
 
-pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend};
+pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, ZoneError};
 pub use driver::{BlockDriver, NodeInfo, Role, WriteFlags};
 pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub use options::OptionMap;
+pub use zone::{Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
 
 use std::io;
 

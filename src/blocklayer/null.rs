@@ -1,39 +1,51 @@
-//! `null`: an in-memory protocol driver. Unwritten bytes read as zero; data
-//! is kept sparsely in fixed-size chunks, so a large device holding little
-//! data uses little memory.
+//! `null`: an in-memory protocol driver, plain or zoned.
+//!
+//! Unwritten bytes read as zero; data is kept sparsely in fixed-size chunks
+//! (sharded locks, so requests to different places run in parallel), so a
+//! large device holding little data uses little memory. With `zoned=on` it
+//! is a host-managed zoned device that behaves like Linux's null_blk with
+//! `zoned=1 memory_backed=1`, with options named after null_blk's.
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::emulated::{EmulatedZoned, ZONE_OPTIONS, ZoneStore, take_zone_config};
+use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::{ZoneGeometry, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
-/// Size of the embedded default device and of `null` without `size=`.
+/// Size of `null` without `size=` (zoned: null_blk's 250 GiB).
 pub const DEFAULT_SIZE: u64 = 1 << 30;
+pub const DEFAULT_ZONED_SIZE: u64 = 250 << 30;
 
 const CHUNK: u64 = 64 * 1024;
+const SHARDS: u64 = 64;
 
-pub struct NullNode {
-    size: u64,
-    chunks: Mutex<HashMap<u64, Box<[u8]>>>,
+type Shard = Mutex<HashMap<u64, Box<[u8]>>>;
+
+/// Sparse bytes in memory.
+pub struct Chunks {
+    shards: Vec<Shard>,
 }
 
-/// `driver=null[,size=SIZE]`.
-pub fn open(opts: &mut OptionMap, _flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
-    let size = opts.take_size("size")?.unwrap_or(DEFAULT_SIZE);
-    Ok(Arc::new(NullNode::new(size)))
-}
-
-impl NullNode {
-    pub fn new(size: u64) -> Self {
-        NullNode {
-            size,
-            chunks: Mutex::new(HashMap::new()),
+impl Default for Chunks {
+    fn default() -> Self {
+        Chunks {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
         }
     }
+}
 
-    /// Calls `f(chunk index, range inside the chunk, range inside the request)`
-    /// for each chunk that `[offset, offset + len)` touches.
+impl Chunks {
+    fn shard(&self, idx: u64) -> MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
+        self.shards[(idx % SHARDS) as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Calls `f(chunk index, range inside the chunk, range inside the
+    /// request)` for each chunk `[offset, offset + len)` touches.
     fn for_chunks(
         offset: u64,
         len: u64,
@@ -51,10 +63,101 @@ impl NullNode {
         }
     }
 
-    fn chunks(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Box<[u8]>>> {
-        // A panic elsewhere cannot leave a chunk half-updated in a way that
-        // matters more than losing the device, so keep serving.
-        self.chunks.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        Self::for_chunks(offset, buf.len() as u64, |idx, src, dst| {
+            match self.shard(idx).get(&idx) {
+                Some(c) => buf[dst].copy_from_slice(&c[src]),
+                None => buf[dst].fill(0),
+            }
+        });
+    }
+
+    pub fn write(&self, offset: u64, buf: &[u8]) {
+        Self::for_chunks(offset, buf.len() as u64, |idx, dst, src| {
+            let mut shard = self.shard(idx);
+            let c = shard
+                .entry(idx)
+                .or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
+            c[dst].copy_from_slice(&buf[src]);
+        });
+    }
+
+    /// Zeroes a range, freeing the chunks it covers whole.
+    pub fn zero(&self, offset: u64, len: u64) {
+        Self::for_chunks(offset, len, |idx, range, _| {
+            let mut shard = self.shard(idx);
+            if range.len() == CHUNK as usize {
+                shard.remove(&idx);
+            } else if let Some(c) = shard.get_mut(&idx) {
+                c[range].fill(0);
+            }
+        });
+    }
+
+    pub fn chunk_count(&self) -> usize {
+        (0..SHARDS).map(|i| self.shard(i).len()).sum()
+    }
+}
+
+impl ZoneStore for Chunks {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        Chunks::read(self, offset, buf);
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        Chunks::write(self, offset, buf);
+        Ok(())
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.zero(offset, len);
+        Ok(())
+    }
+}
+
+/// A plain in-memory device.
+pub struct NullNode {
+    size: u64,
+    data: Chunks,
+}
+
+/// A zoned in-memory device.
+pub struct ZonedNullNode {
+    dev: EmulatedZoned<Chunks>,
+}
+
+/// `driver=null[,size=SIZE][,zoned=on,zone_size=...,...]`.
+pub fn open(opts: &mut OptionMap, _flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let zoned = opts.take_bool("zoned")?.unwrap_or(false);
+    if !zoned {
+        if let Some(k) = ZONE_OPTIONS.iter().find(|k| opts.contains(k)) {
+            return Err(format!("Option '{k}' needs zoned=on"));
+        }
+        let size = opts.take_size("size")?.unwrap_or(DEFAULT_SIZE);
+        return Ok(Arc::new(NullNode::new(size)));
+    }
+    let size = opts.take_size("size")?.unwrap_or(DEFAULT_ZONED_SIZE);
+    let cfg = take_zone_config(opts, size)?;
+    let geo = ZoneGeometry::new(&cfg)?;
+    Ok(Arc::new(ZonedNullNode {
+        dev: EmulatedZoned::new(Chunks::default(), ZoneState::new(geo)),
+    }))
+}
+
+impl NullNode {
+    pub fn new(size: u64) -> Self {
+        NullNode {
+            size,
+            data: Chunks::default(),
+        }
+    }
+}
+
+fn null_info() -> NodeInfo {
+    NodeInfo {
+        format_names: vec!["null".into(), "null".into()],
+        ..NodeInfo::default()
     }
 }
 
@@ -72,48 +175,69 @@ impl BlockDriver for NullNode {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        let chunks = self.chunks();
-        Self::for_chunks(offset, buf.len() as u64, |idx, src, dst| {
-            match chunks.get(&idx) {
-                Some(c) => buf[dst].copy_from_slice(&c[src]),
-                None => buf[dst].fill(0),
-            }
-        });
+        self.data.read(offset, buf);
         Ok(())
     }
 
     fn write(&self, offset: u64, buf: &[u8], _flags: WriteFlags) -> io::Result<()> {
-        let mut chunks = self.chunks();
-        Self::for_chunks(offset, buf.len() as u64, |idx, dst, src| {
-            let c = chunks
-                .entry(idx)
-                .or_insert_with(|| vec![0u8; CHUNK as usize].into_boxed_slice());
-            c[dst].copy_from_slice(&buf[src]);
-        });
+        self.data.write(offset, buf);
         Ok(())
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, _flags: WriteFlags) -> io::Result<()> {
-        let mut chunks = self.chunks();
-        Self::for_chunks(offset, len, |idx, range, _| {
-            if range.len() == CHUNK as usize {
-                chunks.remove(&idx);
-            } else if let Some(c) = chunks.get_mut(&idx) {
-                c[range].fill(0);
-            }
-        });
+        self.data.zero(offset, len);
         Ok(())
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.write_zeroes(offset, len, WriteFlags::default())
+        self.data.zero(offset, len);
+        Ok(())
     }
 
     fn info(&self) -> NodeInfo {
-        NodeInfo {
-            format_names: vec!["null".into(), "null".into()],
-            ..NodeInfo::default()
-        }
+        null_info()
+    }
+}
+
+impl BlockDriver for ZonedNullNode {
+    fn driver_name(&self) -> &'static str {
+        "null"
+    }
+
+    fn role(&self) -> Role {
+        Role::Protocol
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        Ok(self.dev.size())
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.dev.read(offset, buf)
+    }
+
+    fn write(&self, offset: u64, buf: &[u8], _flags: WriteFlags) -> io::Result<()> {
+        self.dev.write(offset, buf)
+    }
+
+    fn info(&self) -> NodeInfo {
+        null_info()
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        Some(self.dev.zone_info())
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.dev.report(offset, max)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.dev.zone_mgmt(op, offset, len)
+    }
+
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        self.dev.append(zone_start, data)
     }
 }
 
@@ -135,6 +259,6 @@ mod tests {
         n.discard(0, 1 << 20).unwrap();
         n.read(CHUNK - 7, &mut back).unwrap();
         assert!(back.iter().all(|&b| b == 0));
-        assert!(n.chunks().is_empty());
+        assert_eq!(n.data.chunk_count(), 0);
     }
 }

@@ -5,7 +5,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device, null, raw, throttle};
+use super::{
+    BlockBackend, BlockDriver, OptionMap, Role, file, host_device, null, raw, throttle, zoned,
+};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -57,6 +59,7 @@ const DRIVERS: &[(&str, Role, OpenFn)] = &[
     ("host_device", Role::Protocol, host_device::open),
     ("null", Role::Protocol, null::open),
     ("raw", Role::Format, raw::open),
+    ("zoned", Role::Format, zoned::open),
     ("throttle", Role::Filter, throttle::open),
 ];
 
@@ -123,7 +126,9 @@ pub fn open_node(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
         Some(d) => d,
         None if opts.contains("filename") => {
             let proto = open_protocol(opts, flags)?;
-            return probe_format(proto);
+            let node = probe_format(proto, opts, flags)?;
+            opts.finish("format", node.driver_name())?;
+            return Ok(node);
         }
         None => return Err("A block device must be specified for \"file\"".into()),
     };
@@ -172,8 +177,18 @@ fn open_protocol(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
     }
 }
 
-/// Chooses the format for a probed image. Every image is raw for now; the
-/// zoned image format adds its magic here.
-fn probe_format(proto: Arc<dyn BlockDriver>) -> Result<Arc<dyn BlockDriver>, String> {
+/// Chooses the format for a probed image: `zoned` by its magic, else raw.
+fn probe_format(
+    proto: Arc<dyn BlockDriver>,
+    opts: &mut OptionMap,
+    flags: &OpenFlags,
+) -> Result<Arc<dyn BlockDriver>, String> {
+    let mut magic = [0u8; 8];
+    if proto.length().unwrap_or(0) >= magic.len() as u64
+        && proto.read(0, &mut magic).is_ok()
+        && zoned::probe(&magic)
+    {
+        return zoned::open_over(proto, opts, flags);
+    }
     Ok(raw::over(proto))
 }

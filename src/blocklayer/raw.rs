@@ -1,11 +1,13 @@
 //! `raw`: the passthrough format driver, optionally a window
 //! (`offset=`, `size=`) onto its child. Offsets are translated; everything
-//! else is forwarded.
+//! else is forwarded, zone operations included. Over a zoned child the
+//! window must start on a zone boundary (and end on one, or at the end).
 
 use std::io;
 use std::sync::Arc;
 
 use super::open::open_child;
+use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 pub struct RawNode {
@@ -34,6 +36,17 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         return Err(format!(
             "Offset ({offset}) cannot be greater than size of the containing file ({child_len})"
         ));
+    }
+    if let Some(zi) = child.zone_info() {
+        let end = size.map_or(child_len, |s| offset + s);
+        if !offset.is_multiple_of(zi.zone_size)
+            || (end != child_len && !end.is_multiple_of(zi.zone_size))
+        {
+            return Err(format!(
+                "A window (offset {offset}, end {end}) over a zoned device must start and end on zone boundaries (zone size {})",
+                zi.zone_size
+            ));
+        }
     }
     Ok(Arc::new(RawNode {
         child,
@@ -96,5 +109,36 @@ impl BlockDriver for RawNode {
             format_names: vec!["raw".into()],
             ..NodeInfo::default()
         }
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        let mut zi = self.child.zone_info()?;
+        let len = self.length().ok()?;
+        let first = self.offset / zi.zone_size;
+        zi.nr_zones = len.div_ceil(zi.zone_size);
+        zi.nr_conv = zi.nr_conv.saturating_sub(first).min(zi.nr_zones);
+        Some(zi)
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        let end = self.length()?;
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut zones = self.child.zone_report(self.offset + offset, max)?;
+        zones.retain(|z| z.start < self.offset + end);
+        for z in &mut zones {
+            z.start -= self.offset;
+            z.wp -= self.offset;
+        }
+        Ok(zones)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.child.zone_mgmt(op, self.offset + offset, len)
+    }
+
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        Ok(self.child.zone_append(self.offset + zone_start, data)? - self.offset)
     }
 }

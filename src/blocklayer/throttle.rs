@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::open::open_child;
+use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::{BlockDriver, OpenFlags, OptionMap, Role, WriteFlags};
 
 /// One limit: `rate` units per second, `level` units owed.
@@ -139,6 +140,24 @@ impl BlockDriver for ThrottleNode {
 
     fn flush(&self) -> io::Result<()> {
         self.child.flush()
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        self.child.zone_info()
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.child.zone_report(offset, max)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.child.zone_mgmt(op, offset, len)
+    }
+
+    /// Appends count against the limits like writes.
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        self.admit(data.len() as u64);
+        self.child.zone_append(zone_start, data)
     }
 }
 

@@ -365,6 +365,18 @@ pub struct ZoneState {
     cursor: usize,
     /// Bumped by every change, to catch a plan applied to a changed state.
     generation: u64,
+    /// Zones changed since the last [`take_changes`](Self::take_changes).
+    changed: Vec<usize>,
+    /// The cursor moved since the last `take_changes`.
+    cursor_moved: bool,
+}
+
+/// What changed since the last look: what a persistent driver writes back.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dirty {
+    /// Indices of changed zones, ascending, each once.
+    pub zones: Vec<usize>,
+    pub cursor_moved: bool,
 }
 
 fn eio() -> io::Error {
@@ -379,7 +391,20 @@ impl ZoneState {
             counts: ZoneCounts::default(),
             cursor: geo.nr_conv,
             generation: 0,
+            changed: Vec::new(),
+            cursor_moved: false,
             geo,
+        }
+    }
+
+    /// The zones changed (and whether the cursor moved) since the last call.
+    pub fn take_changes(&mut self) -> Dirty {
+        let mut zones = std::mem::take(&mut self.changed);
+        zones.sort_unstable();
+        zones.dedup();
+        Dirty {
+            zones,
+            cursor_moved: std::mem::take(&mut self.cursor_moved),
         }
     }
 
@@ -672,7 +697,9 @@ impl ZoneState {
         for &(i, wp, cond) in &c.zones {
             self.zones[i].wp = wp;
             self.zones[i].cond = cond;
+            self.changed.push(i);
         }
+        self.cursor_moved |= c.cursor != self.cursor;
         self.counts = c.counts;
         self.cursor = c.cursor;
         self.generation += 1;

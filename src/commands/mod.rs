@@ -2,7 +2,8 @@
 //! argument rules and messages.
 //!
 //! One file per command family (`rw`: read/write/readv/writev/discard,
-//! `query`: flush/length/info/map, `session`: open/close/help/quit/sleep).
+//! `query`: flush/length/info/map, `session`: open/close/help/quit/sleep,
+//! `zone`: the zone_* commands).
 //! I/O commands receive the open `BlockBackend` and nothing else of the
 //! block layer. Output goes through a [`Console`], so the same bytes reach a
 //! terminal, a `-c` run and a test.
@@ -12,6 +13,7 @@ mod query;
 pub mod report;
 mod rw;
 mod session;
+mod zone;
 
 use std::io::{self, Write};
 
@@ -103,10 +105,15 @@ pub struct Command {
 pub fn table() -> &'static [Command] {
     static TABLE: std::sync::OnceLock<Vec<Command>> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
-        let mut v: Vec<Command> = [rw::COMMANDS, query::COMMANDS, session::COMMANDS]
-            .into_iter()
-            .flat_map(|family| family.iter().copied())
-            .collect();
+        let mut v: Vec<Command> = [
+            rw::COMMANDS,
+            query::COMMANDS,
+            session::COMMANDS,
+            zone::COMMANDS,
+        ]
+        .into_iter()
+        .flat_map(|family| family.iter().copied())
+        .collect();
         v.sort_by_key(|c| c.name);
         v
     })

@@ -88,6 +88,26 @@ fn info_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
         "vm state offset: {}",
         cvtstr(info.vm_state_offset as f64)
     ));
+    // zio's addition: the zoned model and limits (0 means no limit).
+    if let Some(z) = blk.zone_info() {
+        con.say(&format!("zoned model: {}", z.model.name()));
+        con.say(&format!("zone size: {}", cvtstr(z.zone_size as f64)));
+        con.say(&format!(
+            "zone capacity: {}",
+            cvtstr(z.zone_capacity as f64)
+        ));
+        con.say(&format!(
+            "zones: {} ({} conventional)",
+            z.nr_zones, z.nr_conv
+        ));
+        con.say(&format!("max open zones: {}", z.max_open));
+        con.say(&format!("max active zones: {}", z.max_active));
+        con.say(&format!("max append: {}", cvtstr(z.max_append as f64)));
+        con.say(&format!(
+            "write granularity: {}",
+            cvtstr(z.write_granularity as f64)
+        ));
+    }
     Status::Ok
 }
 

@@ -82,7 +82,7 @@ struct Output {
 }
 
 /// A parsed number, or the qemu-io error line already printed.
-fn num(con: &mut Console, arg: &str) -> Option<u64> {
+pub(super) fn num(con: &mut Console, arg: &str) -> Option<u64> {
     match cvtnum(arg) {
         Ok(n) => Some(n),
         Err(msg) => {
@@ -92,7 +92,7 @@ fn num(con: &mut Console, arg: &str) -> Option<u64> {
     }
 }
 
-fn pattern(con: &mut Console, arg: &str) -> Option<u8> {
+pub(super) fn pattern(con: &mut Console, arg: &str) -> Option<u8> {
     match parse_pattern(arg) {
         Ok(p) => Some(p),
         Err(msg) => {
@@ -115,7 +115,7 @@ fn length(con: &mut Console, arg: &str) -> Option<u64> {
 }
 
 /// The lengths of readv/writev, added up; qemu-io's iovec checks.
-fn vector_length(con: &mut Console, args: &[&str]) -> Option<u64> {
+pub(super) fn vector_length(con: &mut Console, args: &[&str]) -> Option<u64> {
     let mut total: u64 = 0;
     for arg in args {
         let n = num(con, arg)?;
@@ -138,7 +138,7 @@ fn vector_length(con: &mut Console, args: &[&str]) -> Option<u64> {
 
 /// An unknown option or a missing option argument: getopt's message on
 /// stderr, then the usage line.
-fn bad_option(con: &mut Console, cmd: &str, msg: &str) -> Status {
+pub(super) fn bad_option(con: &mut Console, cmd: &str, msg: &str) -> Status {
     con.warn(msg);
     usage(con, cmd)
 }

@@ -1,0 +1,277 @@
+//! The engine behind every emulated zoned device (`null` with `zoned=on`,
+//! the `zoned` image): it applies the zone rules of `zone_rules` to a data
+//! store, with null_blk's behaviour around them.
+//!
+//! Locking: one lock per zone serialises requests to that zone (so zone
+//! appends each land whole at a distinct position) while requests to
+//! different zones run in parallel; a short state lock covers each check
+//! and state change. A write's state change is applied before its data is
+//! stored, under the zone lock, so no reader sees it early; the store is
+//! told to persist a zone only once its data is down (data before
+//! metadata). Requests not aligned to 512 bytes are widened with
+//! read-modify-write, as an O_DIRECT bounce buffer does on a real device.
+
+use std::io;
+use std::sync::{Mutex, MutexGuard};
+
+use super::OptionMap;
+use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
+use super::zone_rules::{Dirty, ZoneConfig, ZoneState};
+
+/// Logical block size of the emulated devices.
+pub const SECTOR: u64 = 512;
+
+/// What bytes at or after a write pointer read as (null_blk with
+/// memory_backed=1).
+const UNWRITTEN: u8 = 0xff;
+
+/// null_blk's default zone size.
+pub const DEFAULT_ZONE_SIZE: u64 = 256 << 20;
+
+/// The zone options of emulated devices, named after null_blk's module
+/// parameters (sizes in bytes here, with suffixes).
+pub const ZONE_OPTIONS: &[&str] = &[
+    "zone_size",
+    "zone_capacity",
+    "zone_nr_conv",
+    "zone_max_open",
+    "zone_max_active",
+    "zone_append_max",
+];
+
+/// Takes the zone options from `opts` (null_blk's defaults for what is
+/// missing: 256 MiB zones, capacity = size, no conventional zones, no
+/// limits) for a device of `size` bytes.
+pub fn take_zone_config(opts: &mut OptionMap, size: u64) -> Result<ZoneConfig, String> {
+    let mut count = |key: &str| -> Result<u64, String> {
+        match opts.take(key) {
+            None => Ok(0),
+            Some(v) => v
+                .parse::<u64>()
+                .map_err(|_| format!("Parameter '{key}' expects a whole number, got '{v}'")),
+        }
+    };
+    let nr_conv = count("zone_nr_conv")?;
+    let max_open = count("zone_max_open")?;
+    let max_active = count("zone_max_active")?;
+    let too_many = |key: &str| format!("Parameter '{key}' is too large");
+    Ok(ZoneConfig {
+        size,
+        zone_size: opts.take_size("zone_size")?.unwrap_or(DEFAULT_ZONE_SIZE),
+        zone_capacity: opts.take_size("zone_capacity")?,
+        nr_conv: usize::try_from(nr_conv).map_err(|_| too_many("zone_nr_conv"))?,
+        max_open: u32::try_from(max_open).map_err(|_| too_many("zone_max_open"))?,
+        max_active: u32::try_from(max_active).map_err(|_| too_many("zone_max_active"))?,
+        zone_append_max: opts.take_size("zone_append_max")?.unwrap_or(0),
+    })
+}
+
+/// Where an emulated zoned device keeps its bytes (and, if persistent, its
+/// zone table).
+pub trait ZoneStore: Send + Sync {
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// The data of a reset zone is no longer needed.
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Records the current state of `zones` (and the cursor, if it moved).
+    /// Called only once the data those zones claim is stored.
+    fn persist(&self, _state: &ZoneState, _dirty: &Dirty) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub struct EmulatedZoned<S> {
+    store: S,
+    state: Mutex<ZoneState>,
+    zone_locks: Vec<Mutex<()>>,
+}
+
+impl<S: ZoneStore> EmulatedZoned<S> {
+    pub fn new(store: S, state: ZoneState) -> Self {
+        let n = state.geometry().nr_zones();
+        EmulatedZoned {
+            store,
+            state: Mutex::new(state),
+            zone_locks: (0..n).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn size(&self) -> u64 {
+        lock(&self.state).geometry().size()
+    }
+
+    /// Zone indices `[first, last]` touched by `[offset, offset + len)`,
+    /// clipped to the device (none when it starts past the end).
+    fn zone_span(&self, offset: u64, len: u64) -> Option<(usize, usize)> {
+        let st = lock(&self.state);
+        let g = st.geometry();
+        if offset >= g.size() {
+            return None;
+        }
+        let end = offset.saturating_add(len.max(1)).min(g.size());
+        Some((g.zone_index(offset), g.zone_index(end - 1)))
+    }
+
+    fn lock_zones(&self, span: Option<(usize, usize)>) -> Vec<MutexGuard<'_, ()>> {
+        match span {
+            Some((a, b)) => self.zone_locks[a..=b].iter().map(lock).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Persists what changed. Zones in `held` are ours; another changed zone
+    /// (closed implicitly) is persisted only if nobody is writing to it:
+    /// whoever is will persist it when its data is down.
+    fn persist(&self, dirty: Dirty, held: Option<(usize, usize)>) -> io::Result<()> {
+        if dirty.zones.is_empty() && !dirty.cursor_moved {
+            return Ok(());
+        }
+        let mut extra = Vec::new();
+        let mut zones = Vec::with_capacity(dirty.zones.len());
+        for i in dirty.zones {
+            let ours = held.is_some_and(|(a, b)| (a..=b).contains(&i));
+            if ours {
+                zones.push(i);
+            } else if let Ok(g) = self.zone_locks[i].try_lock() {
+                extra.push(g);
+                zones.push(i);
+            }
+        }
+        let st = lock(&self.state);
+        let r = self.store.persist(
+            &st,
+            &Dirty {
+                zones,
+                cursor_moved: dirty.cursor_moved,
+            },
+        );
+        drop(extra);
+        r
+    }
+
+    /// Reads with the zone locks held: stored data, with 0xff at or after
+    /// each sequential zone's write pointer.
+    fn read_locked(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let fill = lock(&self.state).read_fill(offset, buf.len() as u64)?;
+        self.store.read(offset, buf)?;
+        for (at, n) in fill {
+            let from = (at - offset) as usize;
+            buf[from..from + n as usize].fill(UNWRITTEN);
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let _g = self.lock_zones(self.zone_span(offset, buf.len() as u64));
+        self.read_locked(offset, buf)
+    }
+
+    pub fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let start = offset / SECTOR * SECTOR;
+        let end = (offset + buf.len() as u64).div_ceil(SECTOR) * SECTOR;
+        let span = self.zone_span(start, end - start);
+        let _g = self.lock_zones(span);
+        if start == offset && end == offset + buf.len() as u64 {
+            return self.write_locked(offset, buf, span);
+        }
+        // Widen to whole sectors with what the device holds around it.
+        let mut bounce = vec![0u8; (end - start) as usize];
+        self.read_locked(start, &mut bounce)?;
+        let at = (offset - start) as usize;
+        bounce[at..at + buf.len()].copy_from_slice(buf);
+        self.write_locked(start, &bounce, span)
+    }
+
+    fn write_locked(
+        &self,
+        offset: u64,
+        buf: &[u8],
+        held: Option<(usize, usize)>,
+    ) -> io::Result<()> {
+        let dirty = {
+            let mut st = lock(&self.state);
+            let plan = st.check_write(offset, buf.len() as u64)?;
+            st.apply_write(&plan);
+            st.take_changes()
+        };
+        self.store.write(offset, buf)?;
+        self.persist(dirty, held)
+    }
+
+    /// Appends `data` at the write pointer of the zone starting at
+    /// `zone_start`; returns where it landed. Data that is not a whole
+    /// number of sectors is padded with what unwritten bytes read as.
+    pub fn append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        let span = self.zone_span(zone_start, 1);
+        let _g = self.lock_zones(span);
+        let padded_len = (data.len() as u64).div_ceil(SECTOR) * SECTOR;
+        let (pos, dirty) = {
+            let mut st = lock(&self.state);
+            let plan = st.check_append(zone_start, padded_len)?;
+            let pos = st.apply_append(&plan);
+            (pos, st.take_changes())
+        };
+        if padded_len == data.len() as u64 {
+            self.store.write(pos, data)?;
+        } else {
+            let mut padded = vec![UNWRITTEN; padded_len as usize];
+            padded[..data.len()].copy_from_slice(data);
+            self.store.write(pos, &padded)?;
+        }
+        self.persist(dirty, span)?;
+        Ok(pos)
+    }
+
+    pub fn report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        Ok(lock(&self.state).report(offset, max))
+    }
+
+    pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        let span = self.zone_span(offset, len);
+        let _g = self.lock_zones(span);
+        let (outcome, dirty) = {
+            let mut st = lock(&self.state);
+            let outcome = st.zone_mgmt_outcome(op, offset, len);
+            (outcome, st.take_changes())
+        };
+        for &(start, n) in &outcome.reset {
+            self.store.discard(start, n)?;
+        }
+        self.persist(dirty, span)?;
+        outcome.result
+    }
+
+    pub fn zone_info(&self) -> ZoneInfo {
+        let st = lock(&self.state);
+        let g = st.geometry();
+        ZoneInfo {
+            model: ZoneModel::HostManaged,
+            zone_size: g.zone_size(),
+            zone_capacity: g.zone_capacity(),
+            nr_zones: g.nr_zones() as u64,
+            nr_conv: g.nr_conv() as u64,
+            max_open: g.max_open() as u64,
+            max_active: g.max_active() as u64,
+            max_append: g.zone_append_max(),
+            write_granularity: SECTOR,
+        }
+    }
+
+    pub fn flush(&self) -> io::Result<()> {
+        self.store.flush()
+    }
+}

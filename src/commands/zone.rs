@@ -1,0 +1,333 @@
+//! The zone family: zone_report, zone_open, zone_close, zone_finish,
+//! zone_reset, zone_append. Arguments and output lines follow qemu-io
+//! 10.0.2 (values printed in 512-byte sectors), except its defects that
+//! README lists: `zone_append` takes one or more lengths with or without
+//! `-p`, and an append to a full zone fails as the kernel fails it.
+//! Extensions: `zone_append -P pattern`, `-q`, and `-t T -n N` for N appends
+//! from T threads at once.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::args::{GetOpt, Opt, cvtnum};
+use super::rw::{bad_option, num, pattern, vector_length};
+use super::{Body, Command, Console, Status, usage};
+use crate::blocklayer::{BlockBackend, Zone, ZoneOp, strerror};
+
+/// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
+const REPORT_BATCH: u64 = 65536;
+
+/// Most threads `zone_append -t` starts.
+const MAX_THREADS: u64 = 256;
+
+macro_rules! mgmt_command {
+    ($name:literal, $alt:literal, $oneline:literal, $op:expr) => {
+        Command {
+            name: $name,
+            altname: Some($alt),
+            argmin: 2,
+            argmax: Some(2),
+            args: Some("offset len"),
+            oneline: $oneline,
+            help: None,
+            writes: true,
+            body: Body::Io(|blk, con, argv| zone_mgmt_f(blk, con, argv, $op)),
+        }
+    };
+}
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        name: "zone_report",
+        altname: Some("zrp"),
+        argmin: 2,
+        argmax: Some(2),
+        args: Some("offset number"),
+        oneline: "report zone information",
+        help: Some(REPORT_HELP),
+        writes: false,
+        body: Body::Io(zone_report_f),
+    },
+    mgmt_command!(
+        "zone_open",
+        "zo",
+        "explicit open a range of zones in zone block device",
+        ZoneOp::Open
+    ),
+    mgmt_command!(
+        "zone_close",
+        "zc",
+        "close a range of zones in zone block device",
+        ZoneOp::Close
+    ),
+    mgmt_command!(
+        "zone_finish",
+        "zf",
+        "finish a range of zones in zone block device",
+        ZoneOp::Finish
+    ),
+    mgmt_command!(
+        "zone_reset",
+        "zrs",
+        "reset a zone write pointer in zone block device",
+        ZoneOp::Reset
+    ),
+    Command {
+        name: "zone_append",
+        altname: Some("zap"),
+        argmin: 2,
+        argmax: None,
+        args: Some("offset len [len..]"),
+        oneline: "append write a number of bytes at a specified offset",
+        help: Some(APPEND_HELP),
+        writes: true,
+        body: Body::Io(zone_append_f),
+    },
+];
+
+/// One report line, as qemu-io prints it.
+fn write_zone(out: &mut dyn Write, z: &Zone) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "start: 0x{:x}, len 0x{:x}, cap 0x{:x}, wptr 0x{:x}, zcond:{}, [type: {}]",
+        z.start >> 9,
+        z.len >> 9,
+        z.cap >> 9,
+        z.wp >> 9,
+        z.cond.as_u8(),
+        z.ztype.as_u8()
+    )
+}
+
+fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let Some(mut offset) = num(con, argv[1]) else {
+        return Status::Failed;
+    };
+    let Some(mut left) = num(con, argv[2]) else {
+        return Status::Failed;
+    };
+    if left > u32::MAX as u64 {
+        con.say("Number of zones must be less than 2^32");
+        return Status::Failed;
+    }
+    while left > 0 {
+        let ask = left.min(REPORT_BATCH);
+        let zones = match blk.zone_report(offset, ask as usize) {
+            Ok(z) => z,
+            Err(e) => {
+                con.say(&format!("zone report failed: {}", strerror(&e)));
+                return Status::Failed;
+            }
+        };
+        let out = con.out();
+        for z in &zones {
+            let _ = write_zone(out, z);
+        }
+        match zones.last() {
+            Some(last) if zones.len() as u64 == ask => {
+                offset = last.start + last.len;
+                left -= ask;
+            }
+            _ => break,
+        }
+    }
+    Status::Ok
+}
+
+fn zone_mgmt_f(blk: &BlockBackend, con: &mut Console, argv: &[&str], op: ZoneOp) -> Status {
+    let Some(offset) = num(con, argv[1]) else {
+        return Status::Failed;
+    };
+    let Some(len) = num(con, argv[2]) else {
+        return Status::Failed;
+    };
+    match blk.zone_mgmt(op, offset, len) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            if let Some(d) = &e.diag {
+                con.warn(&format!("zio: {d}"));
+            }
+            con.say(&format!(
+                "zone {} failed: {}",
+                op.name(),
+                strerror(&e.error)
+            ));
+            Status::Failed
+        }
+    }
+}
+
+/// A count option of `zone_append` (`-t`, `-n`).
+fn count(con: &mut Console, flag: char, arg: &str, max: u64) -> Option<u64> {
+    match cvtnum(arg) {
+        Ok(n) if (1..=max).contains(&n) => Some(n),
+        _ => {
+            con.say(&format!(
+                "zone_append: -{flag} takes a number from 1 to {max}, given {arg}"
+            ));
+            None
+        }
+    }
+}
+
+fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let (mut show_pos, mut quiet, mut fill) = (false, false, 0xcdu8);
+    let (mut threads, mut appends) = (None, None);
+    let mut g = GetOpt::new(argv, "pP:qt:n:");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('p', _) => show_pos = true,
+            Opt::Flag('P', Some(v)) => match pattern(con, v) {
+                Some(p) => fill = p,
+                None => return Status::Failed,
+            },
+            Opt::Flag('q', _) => quiet = true,
+            Opt::Flag('t', Some(v)) => match count(con, 't', v, MAX_THREADS) {
+                Some(n) => threads = Some(n),
+                None => return Status::Failed,
+            },
+            Opt::Flag('n', Some(v)) => match count(con, 'n', v, u32::MAX as u64) {
+                Some(n) => appends = Some(n),
+                None => return Status::Failed,
+            },
+            Opt::Bad(msg) => return bad_option(con, "zone_append", &msg),
+            Opt::Flag(..) => return usage(con, "zone_append"),
+        }
+    }
+    let ops = g.operands();
+    if ops.len() < 2 {
+        return usage(con, "zone_append");
+    }
+    let Some(offset) = num(con, ops[0]) else {
+        return Status::Failed;
+    };
+    let Some(len) = vector_length(con, &ops[1..]) else {
+        return Status::Failed;
+    };
+    let data = vec![fill; len as usize];
+    if threads.is_none() && appends.is_none() {
+        return match blk.zone_append(offset, &data) {
+            Ok(pos) => {
+                if show_pos && !quiet {
+                    con.say(&format!(
+                        "After zap done, the append sector is 0x{:x}",
+                        pos >> 9
+                    ));
+                }
+                Status::Ok
+            }
+            Err(e) => {
+                con.say(&format!("zone append failed: {}", strerror(&e)));
+                Status::Failed
+            }
+        };
+    }
+    let appends = appends.unwrap_or(threads.unwrap_or(1));
+    let threads = threads.unwrap_or(1).min(appends);
+    concurrent_appends(
+        blk,
+        con,
+        offset,
+        &data,
+        threads,
+        appends,
+        show_pos && !quiet,
+        quiet,
+    )
+}
+
+/// `appends` zone appends of `data` to the zone at `offset`, from `threads`
+/// threads at once. Prints failures, then (with -p) every position in
+/// ascending order, then a count, so the output does not depend on timing.
+#[allow(clippy::too_many_arguments)]
+fn concurrent_appends(
+    blk: &BlockBackend,
+    con: &mut Console,
+    offset: u64,
+    data: &[u8],
+    threads: u64,
+    appends: u64,
+    show_pos: bool,
+    quiet: bool,
+) -> Status {
+    let next = AtomicU64::new(0);
+    let results: Mutex<Vec<Result<u64, String>>> = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut mine = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < appends {
+                    mine.push(blk.zone_append(offset, data).map_err(|e| strerror(&e)));
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(mine);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    errors.sort();
+    for e in &errors {
+        con.say(&format!("zone append failed: {e}"));
+    }
+    let mut landed: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    landed.sort_unstable();
+    if show_pos {
+        for pos in &landed {
+            con.say(&format!(
+                "After zap done, the append sector is 0x{:x}",
+                pos >> 9
+            ));
+        }
+    }
+    if !quiet {
+        con.say(&format!(
+            "{} appends from {threads} threads: {} landed, {} failed",
+            appends,
+            landed.len(),
+            errors.len()
+        ));
+    }
+    if errors.is_empty() {
+        Status::Ok
+    } else {
+        Status::Failed
+    }
+}
+
+const REPORT_HELP: &str = "
+ reports the zones of a zoned device, from the zone holding offset
+
+ Example:
+ 'zone_report 0 10' - reports the first 10 zones
+
+ One line per zone, values in 512-byte sectors:
+ start: 0x80000, len 0x80000, cap 0x80000, wptr 0x80000, zcond:1, [type: 2]
+ zcond: 0 not write pointer, 1 empty, 2 implicitly open, 3 explicitly open,
+ 4 closed, 13 read-only, 14 full, 15 offline. type: 1 conventional,
+ 2 sequential write required.
+
+";
+
+const APPEND_HELP: &str = "
+ appends data at the write pointer of the zone starting at offset
+
+ Example:
+ 'zone_append -p 0 4k' - appends 4 KiB to the first zone and prints the
+ sector it landed at
+
+ The lengths are added up into one append; the data is 0xcd unless -P says.
+ -p, -- print the sector the data landed at
+ -P, -- use a different pattern byte
+ -q, -- print nothing on success
+ -t, -- run the appends from this many threads at once (with -n)
+ -n, -- how many appends to run (with -t); prints a count, and with -p every
+        position in ascending order
+
+";
