@@ -83,6 +83,47 @@ pub trait ZoneStore: Send + Sync {
     }
 }
 
+/// The `BlockDriver` methods every emulated zoned node forwards to its
+/// engine (`$dev`, an [`EmulatedZoned`] field): length, read and the zone
+/// operations.
+macro_rules! forward_to_engine {
+    ($dev:ident) => {
+        fn length(&self) -> std::io::Result<u64> {
+            Ok(self.$dev.size())
+        }
+
+        fn read(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+            self.$dev.read(offset, buf)
+        }
+
+        fn zone_info(&self) -> Option<$crate::blocklayer::ZoneInfo> {
+            Some(self.$dev.zone_info())
+        }
+
+        fn zone_report(
+            &self,
+            offset: u64,
+            max: usize,
+        ) -> std::io::Result<Vec<$crate::blocklayer::Zone>> {
+            self.$dev.report(offset, max)
+        }
+
+        fn zone_mgmt(
+            &self,
+            op: $crate::blocklayer::ZoneOp,
+            offset: u64,
+            len: u64,
+        ) -> std::io::Result<()> {
+            self.$dev.zone_mgmt(op, offset, len)
+        }
+
+        fn zone_append(&self, zone_start: u64, data: &[u8]) -> std::io::Result<u64> {
+            self.$dev.append(zone_start, data)
+        }
+    };
+}
+pub(crate) use forward_to_engine;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

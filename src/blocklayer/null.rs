@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::emulated::{EmulatedZoned, ZONE_OPTIONS, ZoneStore, take_zone_config};
-use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::emulated::{
+    EmulatedZoned, ZONE_OPTIONS, ZoneStore, forward_to_engine, take_zone_config,
+};
 use super::zone_rules::{ZoneGeometry, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
@@ -200,6 +201,8 @@ impl BlockDriver for NullNode {
 }
 
 impl BlockDriver for ZonedNullNode {
+    forward_to_engine!(dev);
+
     fn driver_name(&self) -> &'static str {
         "null"
     }
@@ -208,36 +211,12 @@ impl BlockDriver for ZonedNullNode {
         Role::Protocol
     }
 
-    fn length(&self) -> io::Result<u64> {
-        Ok(self.dev.size())
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.dev.read(offset, buf)
-    }
-
     fn write(&self, offset: u64, buf: &[u8], _flags: WriteFlags) -> io::Result<()> {
         self.dev.write(offset, buf)
     }
 
     fn info(&self) -> NodeInfo {
         null_info()
-    }
-
-    fn zone_info(&self) -> Option<ZoneInfo> {
-        Some(self.dev.zone_info())
-    }
-
-    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
-        self.dev.report(offset, max)
-    }
-
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.dev.zone_mgmt(op, offset, len)
-    }
-
-    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
-        self.dev.append(zone_start, data)
     }
 }
 

@@ -23,9 +23,9 @@ use std::fs::OpenOptions;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::emulated::{EmulatedZoned, ZoneStore};
+use super::emulated::{EmulatedZoned, ZoneStore, forward_to_engine};
 use super::open::open_child;
-use super::zone::{Zone, ZoneCond, ZoneInfo, ZoneOp};
+use super::zone::ZoneCond;
 use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
@@ -354,6 +354,8 @@ pub fn probe(first: &[u8]) -> bool {
 }
 
 impl BlockDriver for ZonedNode {
+    forward_to_engine!(dev);
+
     fn driver_name(&self) -> &'static str {
         "zoned"
     }
@@ -364,14 +366,6 @@ impl BlockDriver for ZonedNode {
 
     fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
         Some(&self.dev.store().child)
-    }
-
-    fn length(&self) -> io::Result<u64> {
-        Ok(self.dev.size())
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.dev.read(offset, buf)
     }
 
     fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
@@ -391,22 +385,6 @@ impl BlockDriver for ZonedNode {
             format_names: vec!["zoned".into()],
             ..NodeInfo::default()
         }
-    }
-
-    fn zone_info(&self) -> Option<ZoneInfo> {
-        Some(self.dev.zone_info())
-    }
-
-    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
-        self.dev.report(offset, max)
-    }
-
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.dev.zone_mgmt(op, offset, len)
-    }
-
-    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
-        self.dev.append(zone_start, data)
     }
 }
 
