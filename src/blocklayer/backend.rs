@@ -100,8 +100,15 @@ impl BlockBackend {
         Ok(())
     }
 
+    /// The checks of a data write: range, read-only, and for a zoned
+    /// device the whole request against the zones.
+    fn check_data_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check_write(offset, len)?;
+        self.root.zone_check_write(offset, len)
+    }
+
     pub fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.check_write(offset, buf.len() as u64)?;
+        self.check_data_write(offset, buf.len() as u64)?;
         self.root.write(offset, buf, flags)
     }
 
@@ -113,7 +120,7 @@ impl BlockBackend {
         byte: u8,
         flags: WriteFlags,
     ) -> io::Result<()> {
-        self.check_write(offset, len)?;
+        self.check_data_write(offset, len)?;
         let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
         buf.as_mut_slice().fill(byte);
         let mut done = 0;
@@ -127,7 +134,7 @@ impl BlockBackend {
     }
 
     pub fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
-        self.check_write(offset, len)?;
+        self.check_data_write(offset, len)?;
         self.root.write_zeroes(offset, len, flags)
     }
 

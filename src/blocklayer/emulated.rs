@@ -96,6 +96,10 @@ macro_rules! forward_to_engine {
             self.$dev.read(offset, buf)
         }
 
+        fn zone_check_write(&self, offset: u64, len: u64) -> std::io::Result<()> {
+            self.$dev.check_write(offset, len)
+        }
+
         fn zone_info(&self) -> Option<$crate::blocklayer::ZoneInfo> {
             Some(self.$dev.zone_info())
         }
@@ -235,6 +239,16 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         let at = (offset - start) as usize;
         bounce[at..at + buf.len()].copy_from_slice(buf);
         self.write_locked(start, &bounce, span)
+    }
+
+    /// Whether a write of `[offset, offset + len)` (widened to sectors)
+    /// would be accepted now; changes nothing.
+    pub fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        let start = offset / SECTOR * SECTOR;
+        let end = (offset + len).div_ceil(SECTOR) * SECTOR;
+        lock(&self.state)
+            .check_write(start, end - start)
+            .map(|_| ())
     }
 
     fn write_locked(
