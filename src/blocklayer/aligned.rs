@@ -31,9 +31,10 @@ impl AlignedBuf {
     }
 }
 
-/// True when an O_DIRECT request needs no bounce buffer.
-pub fn is_aligned(offset: u64, buf: &[u8]) -> bool {
-    let a = DIRECT_ALIGN as u64;
+/// True when an O_DIRECT request needs no bounce buffer: offset and length
+/// on `a`-byte boundaries (the device's logical block size), memory on
+/// DIRECT_ALIGN.
+pub fn is_aligned(offset: u64, buf: &[u8], a: u64) -> bool {
     offset.is_multiple_of(a)
         && (buf.len() as u64).is_multiple_of(a)
         && buf.as_ptr().align_offset(DIRECT_ALIGN) == 0
@@ -55,9 +56,10 @@ mod tests {
     #[test]
     fn alignment_check() {
         let b = AlignedBuf::new(8192);
-        assert!(is_aligned(4096, b.as_slice()));
-        assert!(!is_aligned(512, b.as_slice()));
-        assert!(!is_aligned(0, &b.as_slice()[..100]));
-        assert!(!is_aligned(0, &b.as_slice()[1..4097]));
+        assert!(is_aligned(4096, b.as_slice(), 4096));
+        assert!(!is_aligned(512, b.as_slice(), 4096));
+        assert!(is_aligned(512, &b.as_slice()[..512], 512));
+        assert!(!is_aligned(0, &b.as_slice()[..100], 512));
+        assert!(!is_aligned(0, &b.as_slice()[1..4097], 4096));
     }
 }

@@ -23,6 +23,8 @@ const BOUNCE_MAX: u64 = 1 << 20;
 pub struct FileNode {
     file: File,
     direct: bool,
+    /// Offset and length granularity of O_DIRECT requests.
+    align: u64,
     driver: &'static str,
 }
 
@@ -31,15 +33,17 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     let path = opts
         .take("filename")
         .ok_or_else(|| "The 'file' driver needs the option 'filename'".to_string())?;
-    Ok(Arc::new(FileNode::open_path(&path, flags, "file")?))
+    Ok(Arc::new(FileNode::open_path(&path, flags, "file", false)?))
 }
 
 impl FileNode {
-    /// Opens `path` for a protocol node named `driver`.
+    /// Opens `path` for a protocol node named `driver`; `exclusive` adds
+    /// O_EXCL to a writable open (a block device in use is refused).
     pub fn open_path(
         path: &str,
         flags: &OpenFlags,
         driver: &'static str,
+        exclusive: bool,
     ) -> Result<FileNode, String> {
         let fail = |e: &io::Error| format!("Could not open '{path}': {}", strerror(e));
         if let Ok(m) = std::fs::metadata(path)
@@ -49,15 +53,30 @@ impl FileNode {
         }
         let mut oo = OpenOptions::new();
         oo.read(true).write(!flags.read_only);
+        let mut custom = 0;
         if flags.nocache {
-            oo.custom_flags(libc::O_DIRECT);
+            custom |= libc::O_DIRECT;
         }
+        if exclusive && !flags.read_only {
+            custom |= libc::O_EXCL;
+        }
+        oo.custom_flags(custom);
         let file = oo.open(path).map_err(|e| fail(&e))?;
         Ok(FileNode {
             file,
             direct: flags.nocache,
+            align: DIRECT_ALIGN as u64,
             driver,
         })
+    }
+
+    /// Sets the O_DIRECT granularity (a device's logical block size).
+    pub fn set_alignment(&mut self, align: u64) {
+        self.align = align.max(1);
+    }
+
+    pub fn file(&self) -> &File {
+        &self.file
     }
 
     fn size(&self) -> io::Result<u64> {
@@ -83,8 +102,8 @@ impl FileNode {
     }
 
     /// The aligned window around `[offset, offset + len)`, at most BOUNCE_MAX.
-    fn window(offset: u64, len: u64) -> (u64, u64) {
-        let a = DIRECT_ALIGN as u64;
+    fn window(&self, offset: u64, len: u64) -> (u64, u64) {
+        let a = self.align;
         let start = offset / a * a;
         let end = (offset + len).div_ceil(a) * a;
         (start, (end - start).min(BOUNCE_MAX))
@@ -92,7 +111,7 @@ impl FileNode {
 
     fn read_bounced(&self, mut offset: u64, mut buf: &mut [u8]) -> io::Result<()> {
         while !buf.is_empty() {
-            let (start, wlen) = Self::window(offset, buf.len() as u64);
+            let (start, wlen) = self.window(offset, buf.len() as u64);
             let mut bounce = AlignedBuf::new(wlen as usize);
             self.read_raw(start, bounce.as_mut_slice())?;
             let skip = (offset - start) as usize;
@@ -107,7 +126,7 @@ impl FileNode {
     fn write_bounced(&self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
         let size = self.size()?;
         while !buf.is_empty() {
-            let (start, wlen) = Self::window(offset, buf.len() as u64);
+            let (start, wlen) = self.window(offset, buf.len() as u64);
             let mut bounce = AlignedBuf::new(wlen as usize);
             let skip = (offset - start) as usize;
             let n = (wlen as usize - skip).min(buf.len());
@@ -141,14 +160,14 @@ impl BlockDriver for FileNode {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        if self.direct && !is_aligned(offset, buf) {
+        if self.direct && !is_aligned(offset, buf, self.align) {
             return self.read_bounced(offset, buf);
         }
         self.read_raw(offset, buf)
     }
 
     fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        if self.direct && !is_aligned(offset, buf) {
+        if self.direct && !is_aligned(offset, buf, self.align) {
             self.write_bounced(offset, buf)?;
         } else {
             self.file.write_all_at(buf, offset)?;

@@ -1,28 +1,373 @@
-//! `host_device`: the protocol driver for block devices (/dev/nullb0, ...).
+//! `host_device`: the protocol driver for block devices (/dev/nullb0,
+//! /dev/nvme0n1, ...), zoned or not.
 //!
-//! Reads and writes go through the same I/O core as `file`; this module owns
-//! what is particular to devices. Zone management through the Linux zone
-//! ioctls arrives with the zoned block layer.
+//! Reads and writes go through the I/O core of `file`. For a zoned device
+//! this module reads the model and limits from sysfs, opens it O_DIRECT
+//! (unaligned requests bounced at the logical block size) and O_EXCL when
+//! writable, reports and manages zones with the Linux zone ioctls, and
+//! emulates zone append as a write at the write pointer under a per-zone
+//! lock, with the write pointer read from the device for every append.
+//! Errors keep the kernel's errno. The ioctl calls are the only `unsafe`
+//! code in zio.
 
-use std::os::unix::fs::FileTypeExt;
-use std::sync::Arc;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::sync::{Arc, Mutex};
+
+use nix::errno::Errno;
 
 use super::file::FileNode;
-use super::{BlockDriver, OpenFlags, OptionMap};
+use super::zone::{Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
+use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno};
+
+/// `struct blk_zone_report` (linux/blkzoned.h): the header before the zones.
+#[repr(C)]
+pub struct BlkZoneReport {
+    sector: u64,
+    nr_zones: u32,
+    flags: u32,
+}
+
+/// `struct blk_zone_range`.
+#[repr(C)]
+pub struct BlkZoneRange {
+    sector: u64,
+    nr_sectors: u64,
+}
+
+nix::ioctl_readwrite!(blk_report_zone, 0x12, 130, BlkZoneReport);
+nix::ioctl_write_ptr!(blk_reset_zone, 0x12, 131, BlkZoneRange);
+nix::ioctl_write_ptr!(blk_open_zone, 0x12, 134, BlkZoneRange);
+nix::ioctl_write_ptr!(blk_close_zone, 0x12, 135, BlkZoneRange);
+nix::ioctl_write_ptr!(blk_finish_zone, 0x12, 136, BlkZoneRange);
+
+/// Size of `struct blk_zone` and of the report header.
+const ZONE_DESC: usize = 64;
+const REPORT_HDR: usize = 16;
+/// BLK_ZONE_REP_CAPACITY: the capacity field is valid.
+const REP_CAPACITY: u32 = 1;
+/// Zones asked for per BLKREPORTZONE call.
+const REPORT_BATCH: usize = 4096;
+
+/// What zoned devices add to the node.
+struct Zoned {
+    info: ZoneInfo,
+    /// Serialises appends per zone.
+    append_locks: Vec<Mutex<()>>,
+}
+
+pub struct HostDevice {
+    io: FileNode,
+    zoned: Option<Zoned>,
+}
 
 /// `driver=host_device,filename=/dev/...`.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
     let path = opts
         .take("filename")
         .ok_or_else(|| "The 'host_device' driver needs the option 'filename'".to_string())?;
-    let node = FileNode::open_path(&path, flags, "host_device")?;
-    let is_block = std::fs::metadata(&path)
-        .map(|m| m.file_type().is_block_device())
-        .unwrap_or(false);
-    if !is_block {
+    let meta = std::fs::metadata(&path)
+        .map_err(|e| format!("Could not open '{path}': {}", super::strerror(&e)))?;
+    if !meta.file_type().is_block_device() {
         return Err(format!(
             "'{path}' is not a block device (use driver=file for regular files)"
         ));
     }
-    Ok(Arc::new(node))
+    let queue = Queue::of(meta.rdev());
+    let zoned = queue.read("zoned").is_some_and(|m| m == "host-managed");
+    let mut flags = *flags;
+    // A zoned device must be written O_DIRECT: through the page cache the
+    // writes reach it late and out of order.
+    flags.nocache |= zoned;
+    let mut io = FileNode::open_path(&path, &flags, "host_device", zoned)?;
+    let lbs = queue.num("logical_block_size").unwrap_or(512);
+    io.set_alignment(lbs);
+    let mut dev = HostDevice { io, zoned: None };
+    if zoned {
+        let info = dev.probe_zones(&queue, lbs).map_err(|e| {
+            format!(
+                "Could not read the zones of '{path}': {}",
+                super::strerror(&e)
+            )
+        })?;
+        dev.zoned = Some(Zoned {
+            append_locks: (0..info.nr_zones).map(|_| Mutex::new(())).collect(),
+            info,
+        });
+    }
+    Ok(Arc::new(dev))
+}
+
+/// A device's sysfs queue directory.
+struct Queue(std::path::PathBuf);
+
+impl Queue {
+    fn of(rdev: u64) -> Queue {
+        let (maj, min) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+        Queue(format!("/sys/dev/block/{maj}:{min}/queue").into())
+    }
+
+    fn read(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.0.join(name))
+            .ok()
+            .map(|s| s.trim().to_string())
+    }
+
+    fn num(&self, name: &str) -> Option<u64> {
+        self.read(name)?.parse().ok()
+    }
+}
+
+/// Decodes one `struct blk_zone`.
+fn decode_zone(d: &[u8], has_capacity: bool) -> Zone {
+    let u64_at = |at: usize| u64::from_ne_bytes(d[at..at + 8].try_into().unwrap_or_default());
+    let (start, len) = (u64_at(0) << 9, u64_at(8) << 9);
+    let ztype = ZoneType::from_u8(d[24]).unwrap_or(ZoneType::SeqWriteRequired);
+    let cond = ZoneCond::from_u8(d[25]).unwrap_or(ZoneCond::Offline);
+    let cap = if has_capacity { u64_at(32) << 9 } else { len };
+    let wp = if ztype == ZoneType::Conventional {
+        start + len
+    } else {
+        u64_at(16) << 9
+    };
+    Zone {
+        start,
+        len,
+        cap,
+        wp,
+        ztype,
+        cond,
+    }
+}
+
+impl HostDevice {
+    /// BLKREPORTZONE: up to `max` zones from the one holding `offset`.
+    fn report_zones(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        let mut zones = Vec::new();
+        let mut sector = offset >> 9;
+        let size = self.io.length()?;
+        while zones.len() < max && (sector << 9) < size {
+            let want = (max - zones.len()).min(REPORT_BATCH);
+            // u64 words keep the buffer aligned for the header's fields.
+            let mut buf = vec![0u64; (REPORT_HDR + want * ZONE_DESC) / 8];
+            let hdr = buf.as_mut_ptr().cast::<BlkZoneReport>();
+            // SAFETY: `buf` is 8-byte aligned and large enough for the
+            // header and `want` zone descriptors, which is what the kernel
+            // may write, as the header's nr_zones tells it.
+            let got = unsafe {
+                (*hdr).sector = sector;
+                (*hdr).nr_zones = want as u32;
+                (*hdr).flags = 0;
+                blk_report_zone(self.io.file().as_raw_fd(), hdr).map_err(errno)?;
+                ((*hdr).nr_zones as usize, (*hdr).flags)
+            };
+            let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            let (n, flags) = got;
+            if n == 0 {
+                break;
+            }
+            for k in 0..n.min(want) {
+                let at = REPORT_HDR + k * ZONE_DESC;
+                zones.push(decode_zone(
+                    &bytes[at..at + ZONE_DESC],
+                    flags & REP_CAPACITY != 0,
+                ));
+            }
+            let last = zones.last().map(|z| z.start + z.len).unwrap_or(size);
+            sector = last >> 9;
+        }
+        Ok(zones)
+    }
+
+    /// The model and limits, from sysfs and one pass over the zones.
+    fn probe_zones(&self, q: &Queue, lbs: u64) -> io::Result<ZoneInfo> {
+        let zone_size = q.num("chunk_sectors").unwrap_or(0) << 9;
+        let size = self.io.length()?;
+        let mut nr_conv = 0;
+        let mut capacity = zone_size;
+        let mut offset = 0;
+        let mut nr_zones = 0;
+        while offset < size {
+            let zones = self.report_zones(offset, REPORT_BATCH)?;
+            let Some(last) = zones.last() else { break };
+            offset = last.start + last.len;
+            for z in &zones {
+                nr_zones += 1;
+                if z.ztype == ZoneType::Conventional {
+                    nr_conv += 1;
+                } else if capacity == zone_size {
+                    capacity = z.cap;
+                }
+            }
+        }
+        Ok(ZoneInfo {
+            model: ZoneModel::HostManaged,
+            zone_size,
+            zone_capacity: capacity,
+            nr_zones: q.num("nr_zones").unwrap_or(nr_zones),
+            nr_conv,
+            max_open: q.num("max_open_zones").unwrap_or(0),
+            max_active: q.num("max_active_zones").unwrap_or(0),
+            max_append: q.num("zone_append_max_bytes").unwrap_or(0),
+            write_granularity: q.num("zone_write_granularity").unwrap_or(lbs),
+        })
+    }
+
+    fn zoned(&self) -> io::Result<&Zoned> {
+        self.zoned.as_ref().ok_or_else(|| errno(Errno::ENOTSUP))
+    }
+}
+
+impl BlockDriver for HostDevice {
+    fn driver_name(&self) -> &'static str {
+        "host_device"
+    }
+
+    fn role(&self) -> Role {
+        Role::Protocol
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        self.io.length()
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.io.read(offset, buf)
+    }
+
+    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
+        self.io.write(offset, buf, flags)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        if self.zoned.is_some() {
+            // Zeroes on a zoned device are data written at the write pointer.
+            return super::driver::write_zeroes_by_writing(self, offset, len, flags);
+        }
+        self.io.write_zeroes(offset, len, flags)
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.zoned.is_some() {
+            return Ok(());
+        }
+        self.io.discard(offset, len)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.io.flush()
+    }
+
+    fn info(&self) -> NodeInfo {
+        self.io.info()
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        self.zoned.as_ref().map(|z| z.info)
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.zoned()?;
+        self.report_zones(offset, max)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.zoned()?;
+        let range = BlkZoneRange {
+            sector: offset >> 9,
+            nr_sectors: len >> 9,
+        };
+        let fd = self.io.file().as_raw_fd();
+        // SAFETY: the kernel only reads the range struct passed by pointer.
+        let r = unsafe {
+            match op {
+                ZoneOp::Open => blk_open_zone(fd, &range),
+                ZoneOp::Close => blk_close_zone(fd, &range),
+                ZoneOp::Finish => blk_finish_zone(fd, &range),
+                ZoneOp::Reset => blk_reset_zone(fd, &range),
+            }
+        };
+        r.map(|_| ()).map_err(errno)
+    }
+
+    /// Zone append for user space: a write at the write pointer, read from
+    /// the device under the zone's lock for every append, so a failure
+    /// never leaves a stale position behind and data never passes the
+    /// zone's capacity (an append to a full zone fails with EIO, as the
+    /// kernel's zone append would).
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        let z = self.zoned()?;
+        let zs = z.info.zone_size;
+        if zs == 0 || !zone_start.is_multiple_of(zs) {
+            return Err(errno(Errno::EIO));
+        }
+        let idx = (zone_start / zs) as usize;
+        let lock = z.append_locks.get(idx).ok_or_else(|| errno(Errno::EIO))?;
+        let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let zone = *self
+            .report_zones(zone_start, 1)?
+            .first()
+            .ok_or_else(|| errno(Errno::EIO))?;
+        let lbs = z.info.write_granularity.max(512);
+        let padded = (data.len() as u64).div_ceil(lbs) * lbs;
+        if zone.ztype == ZoneType::Conventional
+            || !matches!(
+                zone.cond,
+                ZoneCond::Empty
+                    | ZoneCond::ImplicitOpen
+                    | ZoneCond::ExplicitOpen
+                    | ZoneCond::Closed
+            )
+            || zone.wp + padded > zone.start + zone.cap
+        {
+            return Err(errno(Errno::EIO));
+        }
+        self.io.write(zone.wp, data, WriteFlags::default())?;
+        Ok(zone.wp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_request_codes_match_linux() {
+        assert_eq!(std::mem::size_of::<BlkZoneReport>(), REPORT_HDR);
+        assert_eq!(std::mem::size_of::<BlkZoneRange>(), 16);
+        assert_eq!(
+            nix::request_code_readwrite!(0x12, 130, REPORT_HDR),
+            0xC010_1282
+        );
+        assert_eq!(nix::request_code_write!(0x12, 131, 16), 0x4010_1283);
+        assert_eq!(nix::request_code_write!(0x12, 134, 16), 0x4010_1286);
+        assert_eq!(nix::request_code_write!(0x12, 135, 16), 0x4010_1287);
+        assert_eq!(nix::request_code_write!(0x12, 136, 16), 0x4010_1288);
+    }
+
+    #[test]
+    fn zone_descriptors_decode() {
+        let mut d = [0u8; ZONE_DESC];
+        d[0..8].copy_from_slice(&0x80000u64.to_ne_bytes());
+        d[8..16].copy_from_slice(&0x80000u64.to_ne_bytes());
+        d[16..24].copy_from_slice(&0x80018u64.to_ne_bytes());
+        d[24] = 2;
+        d[25] = 2;
+        d[32..40].copy_from_slice(&0x60000u64.to_ne_bytes());
+        let z = decode_zone(&d, true);
+        assert_eq!(
+            (z.start, z.len, z.cap, z.wp),
+            (0x80000 << 9, 0x80000 << 9, 0x60000 << 9, 0x80018 << 9)
+        );
+        assert_eq!(
+            (z.ztype, z.cond),
+            (ZoneType::SeqWriteRequired, ZoneCond::ImplicitOpen)
+        );
+        assert_eq!(decode_zone(&d, false).cap, 0x80000 << 9);
+        d[24] = 1;
+        d[25] = 0;
+        let c = decode_zone(&d, true);
+        assert_eq!((c.wp, c.cond), (0x100000 << 9, ZoneCond::NotWp));
+    }
 }

@@ -30,11 +30,22 @@ const SECTOR: u64 = 512;
 pub enum ZoneType {
     Conventional = 1,
     SeqWriteRequired = 2,
+    /// Reported by some real devices; the emulated ones never make it.
+    SeqWritePreferred = 3,
 }
 
 impl ZoneType {
     pub fn as_u8(self) -> u8 {
         self as u8
+    }
+
+    pub fn from_u8(v: u8) -> Option<ZoneType> {
+        match v {
+            1 => Some(ZoneType::Conventional),
+            2 => Some(ZoneType::SeqWriteRequired),
+            3 => Some(ZoneType::SeqWritePreferred),
+            _ => None,
+        }
     }
 }
 
