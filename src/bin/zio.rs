@@ -54,6 +54,10 @@ struct Cli {
     /// Open the image read-only
     #[arg(short = 'r', long = "read-only")]
     read_only: bool,
+    /// Force shared permissions: open an image in use by another process
+    /// (read-only only; no lock is taken)
+    #[arg(short = 'U', long = "force-share")]
+    force_share: bool,
     /// Image file, block device, or (with --image-opts) an option string
     image: Option<String>,
 }
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
         image_opts: cli.image_opts,
         read_only: cli.read_only,
         nocache: cli.nocache,
+        force_share: cli.force_share,
         options: None,
     };
     if cli.image.is_none() && !cli.image_opts {

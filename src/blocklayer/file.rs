@@ -36,6 +36,35 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     Ok(Arc::new(FileNode::open_path(&path, flags, "file", false)?))
 }
 
+/// Byte of the image file that zio's advisory lock covers (outside any data
+/// that matters, as QEMU's lock bytes are).
+const LOCK_BYTE: i64 = 0x100;
+
+/// Locks an open image with an OFD lock, as QEMU does: a writer takes it
+/// exclusively, a reader shared, so a second writer, or a reader beside a
+/// writer, is refused (`-U` skips the lock for read-only inspection). The
+/// lock belongs to the open file and goes away with it, even on kill -9.
+fn lock_image(file: &File, write: bool) -> Result<(), String> {
+    use nix::fcntl::{FcntlArg, fcntl};
+    let lock = libc::flock {
+        l_type: if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16,
+        l_whence: libc::SEEK_SET as i16,
+        l_start: LOCK_BYTE,
+        l_len: 1,
+        l_pid: 0,
+    };
+    match fcntl(file, FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(()),
+        Err(Errno::EAGAIN | Errno::EACCES) => Err(format!(
+            "Failed to get \"{}\" lock: is another process using the image? (-U opens it read-only without the lock)",
+            if write { "write" } else { "shared read" }
+        )),
+        // File systems without OFD locks: go on unlocked, as QEMU does.
+        Err(Errno::EINVAL | Errno::ENOLCK | Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(format!("Failed to lock the image: {}", e.desc())),
+    }
+}
+
 impl FileNode {
     /// Opens `path` for a protocol node named `driver`; `exclusive` adds
     /// O_EXCL to a writable open (a block device in use is refused).
@@ -62,6 +91,9 @@ impl FileNode {
         }
         oo.custom_flags(custom);
         let file = oo.open(path).map_err(|e| fail(&e))?;
+        if !flags.force_share {
+            lock_image(&file, !flags.read_only)?;
+        }
         Ok(FileNode {
             file,
             direct: flags.nocache,

@@ -15,6 +15,8 @@ pub struct OpenFlags {
     pub read_only: bool,
     /// O_DIRECT (`-n`, `--nocache`).
     pub nocache: bool,
+    /// `-U`: take no image lock (read-only inspection of an image in use).
+    pub force_share: bool,
 }
 
 /// What the shell asks to open.
@@ -30,6 +32,8 @@ pub struct OpenRequest {
     pub options: Option<String>,
     pub read_only: bool,
     pub nocache: bool,
+    /// `-U`.
+    pub force_share: bool,
 }
 
 /// Why an image could not be opened, worded as qemu-io words it.
@@ -73,9 +77,16 @@ fn is_protocol(name: &str) -> bool {
 
 /// Opens the graph `req` describes and puts a backend on top of it.
 pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
+    if req.force_share && !req.read_only {
+        return Err(OpenError {
+            device: req.target.clone().filter(|_| !req.image_opts),
+            reason: "force-share=on can only be used with read-only images".into(),
+        });
+    }
     let flags = OpenFlags {
         read_only: req.read_only,
         nocache: req.nocache,
+        force_share: req.force_share,
     };
     let (mut opts, device) = if req.image_opts {
         let text = req.target.clone().unwrap_or_default();

@@ -79,7 +79,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
             Opt::Flag('r', _) => req.read_only = true,
             Opt::Flag('n', _) => req.nocache = true,
             Opt::Flag('o', Some(v)) => options.push(v.to_string()),
-            Opt::Flag('U', _) => {}
+            Opt::Flag('U', _) => req.force_share = true,
             Opt::Flag('t', Some(mode)) => match mode {
                 "none" | "directsync" => req.nocache = true,
                 "writeback" | "writethrough" | "unsafe" => req.nocache = false,
