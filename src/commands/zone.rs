@@ -173,8 +173,8 @@ fn count(con: &mut Console, flag: char, arg: &str, max: u64) -> Option<u64> {
 
 fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let (mut show_pos, mut quiet, mut fill) = (false, false, 0xcdu8);
-    let (mut threads, mut appends) = (None, None);
-    let mut g = GetOpt::new(argv, "pP:qt:n:");
+    let (mut threads, mut appends, mut verify) = (None, None, false);
+    let mut g = GetOpt::new(argv, "pP:qt:n:V");
     for o in g.by_ref() {
         match o {
             Opt::Flag('p', _) => show_pos = true,
@@ -183,6 +183,7 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
                 None => return Status::Failed,
             },
             Opt::Flag('q', _) => quiet = true,
+            Opt::Flag('V', _) => verify = true,
             Opt::Flag('t', Some(v)) => match count(con, 't', v, MAX_THREADS) {
                 Some(n) => threads = Some(n),
                 None => return Status::Failed,
@@ -206,7 +207,7 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
         return Status::Failed;
     };
     let data = vec![fill; len as usize];
-    if threads.is_none() && appends.is_none() {
+    if threads.is_none() && appends.is_none() && !verify {
         return match blk.zone_append(offset, &data) {
             Ok(pos) => {
                 if show_pos && !quiet {
@@ -225,40 +226,65 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     }
     let appends = appends.unwrap_or(threads.unwrap_or(1));
     let threads = threads.unwrap_or(1).min(appends);
-    concurrent_appends(
-        blk,
-        con,
+    let fanout = Fanout {
         offset,
-        &data,
+        data: &data,
         threads,
         appends,
-        show_pos && !quiet,
+        show_pos: show_pos && !quiet,
         quiet,
-    )
+        verify,
+    };
+    concurrent_appends(blk, con, &fanout)
 }
 
-/// `appends` zone appends of `data` to the zone at `offset`, from `threads`
-/// threads at once. Prints failures, then (with -p) every position in
-/// ascending order, then a count, so the output does not depend on timing.
-#[allow(clippy::too_many_arguments)]
-fn concurrent_appends(
-    blk: &BlockBackend,
-    con: &mut Console,
+/// A `zone_append -t/-n` run.
+struct Fanout<'a> {
     offset: u64,
-    data: &[u8],
+    data: &'a [u8],
     threads: u64,
     appends: u64,
     show_pos: bool,
     quiet: bool,
-) -> Status {
+    /// `-V`: stamp each append with its number and check them all after.
+    verify: bool,
+}
+
+/// The data of append number `seq` under `-V`: its number, repeated.
+fn stamped(seq: u64, len: usize) -> Vec<u8> {
+    seq.to_le_bytes()
+        .iter()
+        .copied()
+        .cycle()
+        .take(len)
+        .collect()
+}
+
+/// Runs the appends from the threads at once. Prints failures, then (with
+/// -p) every position in ascending order, then a count (and with -V what
+/// was verified), so the output does not depend on timing.
+fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Status {
     let next = AtomicU64::new(0);
-    let results: Mutex<Vec<Result<u64, String>>> = Mutex::new(Vec::new());
+    let wp_before = blk
+        .zone_report(f.offset, 1)
+        .ok()
+        .and_then(|z| z.first().map(|z| z.wp));
+    let results: Mutex<Vec<(u64, Result<u64, String>)>> = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..threads {
+        for _ in 0..f.threads {
             s.spawn(|| {
                 let mut mine = Vec::new();
-                while next.fetch_add(1, Ordering::Relaxed) < appends {
-                    mine.push(blk.zone_append(offset, data).map_err(|e| strerror(&e)));
+                loop {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= f.appends {
+                        break;
+                    }
+                    let r = if f.verify {
+                        blk.zone_append(f.offset, &stamped(seq, f.data.len()))
+                    } else {
+                        blk.zone_append(f.offset, f.data)
+                    };
+                    mine.push((seq, r.map_err(|e| strerror(&e))));
                 }
                 results
                     .lock()
@@ -268,37 +294,91 @@ fn concurrent_appends(
         }
     });
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut errors: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+    let mut errors: Vec<&String> = results.iter().filter_map(|r| r.1.as_ref().err()).collect();
     errors.sort();
     for e in &errors {
         con.say(&format!("zone append failed: {e}"));
     }
-    let mut landed: Vec<u64> = results
+    let mut landed: Vec<(u64, u64)> = results
         .iter()
-        .filter_map(|r| r.as_ref().ok().copied())
+        .filter_map(|(seq, r)| r.as_ref().ok().map(|&pos| (pos, *seq)))
         .collect();
     landed.sort_unstable();
-    if show_pos {
-        for pos in &landed {
+    if f.show_pos {
+        for (pos, _) in &landed {
             con.say(&format!(
                 "After zap done, the append sector is 0x{:x}",
                 pos >> 9
             ));
         }
     }
-    if !quiet {
+    if !f.quiet {
         con.say(&format!(
-            "{} appends from {threads} threads: {} landed, {} failed",
-            appends,
+            "{} appends from {} threads: {} landed, {} failed",
+            f.appends,
+            f.threads,
             landed.len(),
             errors.len()
         ));
     }
-    if errors.is_empty() {
+    let verified = !f.verify || verify_appends(blk, con, f, &landed, wp_before);
+    if errors.is_empty() && verified {
         Status::Ok
     } else {
         Status::Failed
     }
+}
+
+/// `-V`: every landed append is whole and its own (its stamp reads back),
+/// no two overlap, and the write pointer moved by exactly what landed.
+fn verify_appends(
+    blk: &BlockBackend,
+    con: &mut Console,
+    f: &Fanout,
+    landed: &[(u64, u64)],
+    wp_before: Option<u64>,
+) -> bool {
+    let len = f.data.len() as u64;
+    let step = len.div_ceil(512) * 512;
+    let mut problems = Vec::new();
+    for w in landed.windows(2) {
+        if w[1].0 < w[0].0 + step {
+            problems.push(format!(
+                "appends {} and {} overlap at {}",
+                w[0].1, w[1].1, w[1].0
+            ));
+        }
+    }
+    let mut buf = vec![0u8; len as usize];
+    for &(pos, seq) in landed {
+        match blk.read(pos, &mut buf) {
+            Ok(()) if buf == stamped(seq, len as usize) => {}
+            Ok(()) => problems.push(format!("append {seq} at {pos} does not read back")),
+            Err(e) => problems.push(format!("append {seq} at {pos}: {}", strerror(&e))),
+        }
+    }
+    let wp_after = blk
+        .zone_report(f.offset, 1)
+        .ok()
+        .and_then(|z| z.first().map(|z| z.wp));
+    let moved = wp_after.zip(wp_before).map(|(a, b)| a - b);
+    if moved != Some(landed.len() as u64 * step) {
+        problems.push(format!(
+            "write pointer moved by {moved:?} bytes, {} landed",
+            landed.len() as u64 * step
+        ));
+    }
+    for p in &problems {
+        con.say(&format!("zone_append -V: {p}"));
+    }
+    if problems.is_empty() && !f.quiet {
+        con.say(&format!(
+            "verified {} appends: distinct, not overlapping, data intact, write pointer +{} bytes",
+            landed.len(),
+            landed.len() as u64 * step
+        ));
+    }
+    problems.is_empty()
 }
 
 const REPORT_HELP: &str = "
@@ -329,5 +409,8 @@ const APPEND_HELP: &str = "
  -t, -- run the appends from this many threads at once (with -n)
  -n, -- how many appends to run (with -t); prints a count, and with -p every
         position in ascending order
+ -V, -- with -t/-n: stamp every append with its number, then check that each
+        landed whole at its own position and the write pointer moved by the
+        sum
 
 ";
