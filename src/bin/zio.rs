@@ -190,7 +190,12 @@ fn run_lines(shell: &mut Shell, lines: impl Iterator<Item = io::Result<String>>)
                 return true;
             }
         };
-        match shell.run_line(&line) {
+        let status = shell.run_line(&line);
+        // Each command's output is out before the next command starts, so
+        // a reader of the stream (or a crash) sees whole, acknowledged
+        // results. Commands without output cost nothing here.
+        shell.console.flush();
+        match status {
             Status::Ok => {}
             Status::Failed => failed = true,
             Status::Quit => break,
