@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::OptionMap;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
-use super::zone_rules::{Dirty, ZoneConfig, ZoneState};
+use super::zone_rules::{Dirty, ZoneCond, ZoneConfig, ZoneState};
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
@@ -64,6 +64,117 @@ pub fn take_zone_config(opts: &mut OptionMap, size: u64) -> Result<ZoneConfig, S
         max_active: u32::try_from(max_active).map_err(|_| too_many("zone_max_active"))?,
         zone_append_max: opts.take_size("zone_append_max")?.unwrap_or(0),
     })
+}
+
+/// The zone fault options of emulated devices, after null_blk's configfs
+/// attributes `zone_readonly` and `zone_offline`: zone indices separated by
+/// `:` (commas separate options). The `zoned` image also takes
+/// `zone_restore`, which brings such zones back, empty.
+pub const FAULT_OPTIONS: &[&str] = &["zone_readonly", "zone_offline"];
+
+/// Zone faults asked for at open: zone indices per option.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ZoneFaults {
+    pub readonly: Vec<usize>,
+    pub offline: Vec<usize>,
+    pub restore: Vec<usize>,
+}
+
+/// Parses `I[:J...]` for option `key`.
+fn zone_list(opts: &mut OptionMap, key: &str) -> Result<Vec<usize>, String> {
+    let Some(v) = opts.take(key) else {
+        return Ok(Vec::new());
+    };
+    v.split(':')
+        .map(|s| {
+            s.parse::<usize>().map_err(|_| {
+                format!("Parameter '{key}' expects zone numbers separated by ':', got '{v}'")
+            })
+        })
+        .collect()
+}
+
+/// Takes `zone_readonly` and `zone_offline` (and with `restore`,
+/// `zone_restore`) from `opts`. A zone named by two of them is an error.
+pub fn take_zone_faults(opts: &mut OptionMap, restore: bool) -> Result<ZoneFaults, String> {
+    let f = ZoneFaults {
+        readonly: zone_list(opts, "zone_readonly")?,
+        offline: zone_list(opts, "zone_offline")?,
+        restore: if restore {
+            zone_list(opts, "zone_restore")?
+        } else {
+            Vec::new()
+        },
+    };
+    let lists = [
+        ("zone_readonly", &f.readonly),
+        ("zone_offline", &f.offline),
+        ("zone_restore", &f.restore),
+    ];
+    for (a, (ka, la)) in lists.iter().enumerate() {
+        for (kb, lb) in &lists[a + 1..] {
+            if let Some(i) = la.iter().find(|i| lb.contains(i)) {
+                return Err(format!("Zone {i} is given in both '{ka}' and '{kb}'"));
+            }
+        }
+    }
+    Ok(f)
+}
+
+impl ZoneFaults {
+    pub fn is_empty(&self) -> bool {
+        self.readonly.is_empty() && self.offline.is_empty() && self.restore.is_empty()
+    }
+
+    /// Applies the faults to `st` (null_blk's `null_set_zone_cond`: the
+    /// zone's resources are released and its write pointer goes to the zone
+    /// end; its data stays). A zone already in the asked condition is left
+    /// alone; a restored zone that is not read-only or offline too. Returns
+    /// the `(start, len)` of each restored zone, whose data the caller
+    /// discards. An index that is out of range or conventional is an error
+    /// naming it, with nothing changed.
+    pub fn apply(&self, st: &mut ZoneState) -> Result<Vec<(u64, u64)>, String> {
+        let g = *st.geometry();
+        for (key, list) in [
+            ("zone_readonly", &self.readonly),
+            ("zone_offline", &self.offline),
+            ("zone_restore", &self.restore),
+        ] {
+            for &i in list {
+                if i >= g.nr_zones() {
+                    return Err(format!(
+                        "Parameter '{key}': zone {i} does not exist (the device has {} zones)",
+                        g.nr_zones()
+                    ));
+                }
+                if i < g.nr_conv() {
+                    return Err(format!(
+                        "Parameter '{key}': zone {i} is conventional (only sequential zones can be made read-only or offline)"
+                    ));
+                }
+            }
+        }
+        let mut restored = Vec::new();
+        let errno_text = |e: io::Error| super::strerror(&e);
+        for &i in &self.restore {
+            let z = *st.zone(i);
+            if matches!(z.cond, ZoneCond::ReadOnly | ZoneCond::Offline) {
+                st.set_condition(i, ZoneCond::Empty).map_err(errno_text)?;
+                restored.push((z.start, z.len));
+            }
+        }
+        for (list, cond) in [
+            (&self.readonly, ZoneCond::ReadOnly),
+            (&self.offline, ZoneCond::Offline),
+        ] {
+            for &i in list {
+                if st.zone(i).cond != cond {
+                    st.set_condition(i, cond).map_err(errno_text)?;
+                }
+            }
+        }
+        Ok(restored)
+    }
 }
 
 /// Where an emulated zoned device keeps its bytes (and, if persistent, its
@@ -303,10 +414,13 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             let outcome = st.zone_mgmt_outcome(op, offset, len);
             (outcome, st.take_changes())
         };
+        // A reset gives up data: the record that stops claiming it goes
+        // first, so a crash in between leaves hidden data, never a write
+        // pointer over discarded bytes.
+        self.persist(dirty, span)?;
         for &(start, n) in &outcome.reset {
             self.store.discard(start, n)?;
         }
-        self.persist(dirty, span)?;
         outcome.result
     }
 
@@ -410,6 +524,80 @@ mod tests {
         });
         drop(held);
         assert_eq!(dev.report(1 << 20, 1).unwrap()[0].wp, (1 << 20) + 512);
+    }
+
+    #[test]
+    fn zone_faults_parse_and_apply() {
+        let take = |o: &str, restore| take_zone_faults(&mut OptionMap::parse(o).unwrap(), restore);
+        let f = take("zone_readonly=1:3,zone_offline=2,zone_restore=4", true).unwrap();
+        assert_eq!(
+            (f.readonly, f.offline, f.restore),
+            (vec![1, 3], vec![2], vec![4])
+        );
+        // Without `restore`, zone_restore is left for the caller to refuse.
+        let mut m = OptionMap::parse("zone_restore=1").unwrap();
+        assert!(take_zone_faults(&mut m, false).unwrap().is_empty());
+        assert!(m.contains("zone_restore"));
+        assert!(
+            take("zone_readonly=1,,2", false)
+                .unwrap_err()
+                .contains("':'")
+        );
+        assert!(take("zone_readonly=", false).is_err());
+        let e = take("zone_readonly=1:2,zone_offline=2", false).unwrap_err();
+        assert_eq!(
+            e,
+            "Zone 2 is given in both 'zone_readonly' and 'zone_offline'"
+        );
+
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            size: 4 << 20,
+            zone_size: 1 << 20,
+            zone_capacity: None,
+            nr_conv: 1,
+            max_open: 0,
+            max_active: 0,
+            zone_append_max: 0,
+        })
+        .unwrap();
+        let mut st = ZoneState::new(geo);
+        let bad = take("zone_offline=0", false).unwrap();
+        assert!(
+            bad.apply(&mut st)
+                .unwrap_err()
+                .contains("zone 0 is conventional")
+        );
+        let bad = take("zone_readonly=2:4", false).unwrap();
+        assert!(
+            bad.apply(&mut st)
+                .unwrap_err()
+                .contains("zone 4 does not exist")
+        );
+        assert_eq!(st, ZoneState::new(geo));
+        let f = take("zone_readonly=2,zone_offline=3", false).unwrap();
+        assert!(f.apply(&mut st).unwrap().is_empty());
+        let c = |st: &ZoneState| (1..4).map(|i| st.zone(i).cond).collect::<Vec<_>>();
+        assert_eq!(
+            c(&st),
+            [ZoneCond::Empty, ZoneCond::ReadOnly, ZoneCond::Offline]
+        );
+        st.take_changes();
+        // Asked again: nothing changes. Swapped: both change.
+        f.apply(&mut st).unwrap();
+        assert!(st.take_changes().zones.is_empty());
+        let f = take("zone_readonly=3,zone_offline=2,zone_restore=1", true).unwrap();
+        assert!(f.apply(&mut st).unwrap().is_empty());
+        assert_eq!(
+            c(&st),
+            [ZoneCond::Empty, ZoneCond::Offline, ZoneCond::ReadOnly]
+        );
+        let f = take("zone_restore=2:3", true).unwrap();
+        assert_eq!(
+            f.apply(&mut st).unwrap(),
+            [(2 << 20, 1 << 20), (3 << 20, 1 << 20)]
+        );
+        assert_eq!(c(&st), [ZoneCond::Empty; 3]);
+        assert_eq!(st.zone(3).wp, 3 << 20);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod open;
 mod options;
 
 pub mod aligned;
+pub mod blkdebug;
 pub mod emulated;
 pub mod file;
 pub mod host_device;

@@ -5,13 +5,17 @@
 //! large device holding little data uses little memory. With `zoned=on` it
 //! is a host-managed zoned device that behaves like Linux's null_blk with
 //! `zoned=1 memory_backed=1`, with options named after null_blk's.
+//! `zone_readonly=I[:J...]` and `zone_offline=I[:J...]` put sequential
+//! zones into the read-only (13) or offline (15) condition at open, as
+//! null_blk's configfs attributes of the same names do.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::emulated::{
-    EmulatedZoned, ZONE_OPTIONS, ZoneStore, forward_to_engine, take_zone_config,
+    EmulatedZoned, FAULT_OPTIONS, ZONE_OPTIONS, ZoneStore, forward_to_engine, take_zone_config,
+    take_zone_faults,
 };
 use super::zone_rules::{ZoneGeometry, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
@@ -132,7 +136,11 @@ pub struct ZonedNullNode {
 pub fn open(opts: &mut OptionMap, _flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
     let zoned = opts.take_bool("zoned")?.unwrap_or(false);
     if !zoned {
-        if let Some(k) = ZONE_OPTIONS.iter().find(|k| opts.contains(k)) {
+        if let Some(k) = ZONE_OPTIONS
+            .iter()
+            .chain(FAULT_OPTIONS)
+            .find(|k| opts.contains(k))
+        {
             return Err(format!("Option '{k}' needs zoned=on"));
         }
         let size = opts.take_size("size")?.unwrap_or(DEFAULT_SIZE);
@@ -140,9 +148,13 @@ pub fn open(opts: &mut OptionMap, _flags: &OpenFlags) -> Result<Arc<dyn BlockDri
     }
     let size = opts.take_size("size")?.unwrap_or(DEFAULT_ZONED_SIZE);
     let cfg = take_zone_config(opts, size)?;
+    let faults = take_zone_faults(opts, false)?;
     let geo = ZoneGeometry::new(&cfg)?;
+    let mut state = ZoneState::new(geo);
+    faults.apply(&mut state)?;
+    state.take_changes();
     Ok(Arc::new(ZonedNullNode {
-        dev: EmulatedZoned::new(Chunks::default(), ZoneState::new(geo)),
+        dev: EmulatedZoned::new(Chunks::default(), state),
     }))
 }
 

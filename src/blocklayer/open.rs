@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::{
-    BlockBackend, BlockDriver, OptionMap, Role, file, host_device, null, raw, throttle, zoned,
+    BlockBackend, BlockDriver, OptionMap, Role, blkdebug, file, host_device, null, raw, throttle,
+    zoned,
 };
 
 /// How the graph is opened, common to every node.
@@ -65,6 +66,7 @@ const DRIVERS: &[(&str, Role, OpenFn)] = &[
     ("raw", Role::Format, raw::open),
     ("zoned", Role::Format, zoned::open),
     ("throttle", Role::Filter, throttle::open),
+    ("blkdebug", Role::Filter, blkdebug::open),
 ];
 
 fn lookup(name: &str) -> Option<&'static (&'static str, Role, OpenFn)> {

@@ -1009,6 +1009,7 @@ mod tests {
         Finish,
         Reset,
         Read,
+        Append,
     }
 
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1079,6 +1080,7 @@ mod tests {
             Op::Finish => st.zone_mgmt(ZoneOp::Finish, zone.start, ZS),
             Op::Reset => st.zone_mgmt(ZoneOp::Reset, zone.start, ZS),
             Op::Read => st.read_fill(zone.start, ZS).map(|_| ()),
+            Op::Append => append(st, zone.start, BS).map(|_| ()),
         }
     }
 
@@ -1108,6 +1110,8 @@ mod tests {
             (I::ExpOpen,        O::WriteNotAtWp, eio),
             (I::Closed,         O::WriteNotAtWp, eio),
             (I::Full,           O::WriteNotAtWp, eio),
+            (I::ReadOnly,       O::WriteNotAtWp, eio),
+            (I::Offline,        O::WriteNotAtWp, eio),
             (I::Conv,           O::WriteNotAtWp, eio),
             // write past the capacity
             (I::Empty,          O::WritePastCap, eio),
@@ -1115,6 +1119,8 @@ mod tests {
             (I::ExpOpen,        O::WritePastCap, eio),
             (I::Closed,         O::WritePastCap, eio),
             (I::Full,           O::WritePastCap, eio),
+            (I::ReadOnly,       O::WritePastCap, eio),
+            (I::Offline,        O::WritePastCap, eio),
             // open
             (I::Empty,          O::Open, C(Z::ExplicitOpen)),
             (I::ImpOpen,        O::Open, C(Z::ExplicitOpen)),
@@ -1158,6 +1164,16 @@ mod tests {
             (I::ReadOnly,       O::Read, C(Z::ReadOnly)),
             (I::Offline,        O::Read, eio),
             (I::Conv,           O::Read, C(Z::NotWp)),
+            // zone append (lands at the write pointer)
+            (I::Empty,          O::Append, C(Z::ImplicitOpen)),
+            (I::ImpOpen,        O::Append, C(Z::ImplicitOpen)),
+            (I::ExpOpen,        O::Append, C(Z::ExplicitOpen)),
+            (I::ExpOpenWritten, O::Append, C(Z::ExplicitOpen)),
+            (I::Closed,         O::Append, C(Z::ImplicitOpen)),
+            (I::Full,           O::Append, eio),
+            (I::ReadOnly,       O::Append, eio),
+            (I::Offline,        O::Append, eio),
+            (I::Conv,           O::Append, eio),
         ];
         for &(init, op, want) in rows {
             let (mut st, z) = setup(init);

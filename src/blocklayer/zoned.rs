@@ -6,6 +6,15 @@
 //! opens it as after a power loss instead: open zones come back closed, or
 //! empty if unwritten.
 //!
+//! Zone faults (null_blk's configfs `zone_readonly` / `zone_offline`):
+//! `zone_readonly=I[:J...]` and `zone_offline=I[:J...]` given at open put
+//! those sequential zones into the read-only (13) or offline (15) condition
+//! and write it to the table, so the fault stays, in every later open,
+//! until `zone_restore=I[:J...]` brings the zones back empty (their data
+//! discarded, as null_blk does when a condition is set twice). Asking for
+//! a condition a zone already has, or restoring a healthy zone, changes
+//! nothing. Opened read-only (`-r`), the faults apply to that session only.
+//!
 //! Layout (little endian), all checksums CRC-32:
 //! - header, 4 KiB at 0: magic `ZIOZONED`, version, the geometry as given
 //!   at creation (size, zone size and capacity, zone counts, limits), where
@@ -23,7 +32,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use super::emulated::{EmulatedZoned, ZoneStore, forward_to_engine};
+use super::emulated::{EmulatedZoned, ZoneStore, forward_to_engine, take_zone_faults};
 use super::open::open_child;
 use super::zone::ZoneCond;
 use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneState};
@@ -277,7 +286,8 @@ pub struct ZonedNode {
     dev: EmulatedZoned<ImageStore>,
 }
 
-/// `driver=zoned[,power_cycle=on],file.*=...`.
+/// `driver=zoned[,power_cycle=on][,zone_readonly=I:..][,zone_offline=I:..]
+/// [,zone_restore=I:..],file.*=...`.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
     let child = open_child(opts, "file", flags)?;
     open_over(child, opts, flags)
@@ -290,6 +300,7 @@ pub fn open_over(
     flags: &OpenFlags,
 ) -> Result<Arc<dyn BlockDriver>, String> {
     let power_cycle = opts.take_bool("power_cycle")?.unwrap_or(false);
+    let faults = take_zone_faults(opts, true)?;
     let io_err = |what: &str, e: io::Error| format!("{what}: {}", super::strerror(&e));
     let len = child.length().map_err(|e| io_err("zoned image", e))?;
     if len < HEADER_SIZE {
@@ -328,15 +339,25 @@ pub fn open_over(
             }
         }
     }
-    let state = ZoneState::from_saved(geo, &saved).map_err(|e| format!("zone table: {e}"))?;
+    let mut state = ZoneState::from_saved(geo, &saved).map_err(|e| format!("zone table: {e}"))?;
+    let restored = faults.apply(&mut state)?;
+    let mut zones = state.take_changes().zones;
+    zones.extend(cycled);
+    zones.sort_unstable();
+    zones.dedup();
     let store = ImageStore {
         child,
         header,
         table_lock: Mutex::new(()),
     };
-    if !cycled.is_empty() && !flags.read_only {
+    if !zones.is_empty() && !flags.read_only {
+        for (start, len) in restored {
+            store
+                .discard(start, len)
+                .map_err(|e| io_err("discarding a restored zone", e))?;
+        }
         let dirty = Dirty {
-            zones: cycled,
+            zones,
             cursor_moved: false,
         };
         store

@@ -1,0 +1,358 @@
+//! `blkdebug`: an error-injection filter, a simpler QEMU blkdebug. It
+//! forwards every request to its child (zone operations included, as
+//! `throttle` does) except those its rules fail; a failed request never
+//! reaches the child, so data and zones are left as they were.
+//!
+//! Options: `driver=blkdebug,file.driver=...` plus rules numbered from 0
+//! without gaps, each a group of dotted keys (QEMU spells its own
+//! `inject-error.N.*`):
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `inject.N.event` | required: `read`, `write` (write-zeroes too), `flush`, `discard`, `zone` (any zone report, management command or append) or `append` (zone appends only) |
+//! | `inject.N.errno` | the error: a number or a name (`EIO`, `ENOSPC`, `ETOOMANYREFS`, any Linux errno name, any case); default 5, EIO |
+//! | `inject.N.after` | let the first N matching events pass; default 0 |
+//! | `inject.N.once` | `on`: fail only the first matching event after those; `off` (default): fail every one |
+//!
+//! For example `inject.0.event=write,inject.0.after=2,inject.0.once=on`
+//! fails the third write with EIO and lets every other through. An event
+//! is one request reaching the node: the shell streams a command larger
+//! than 1 MiB in 1 MiB requests, each one an event. `zone_info` and the
+//! zone check the backend makes before a write are not events (a write a
+//! zoned device refuses there never reaches the node and is not counted).
+//!
+//! Each rule counts the events it matches, on this node, from open, atomically
+//! (requests from several threads each get their own number); every
+//! matching rule counts an event, even one another rule fails. When several
+//! rules fail an event, the lowest-numbered gives the error. A rule after a
+//! gap in the numbering, or an unknown key, is refused as an unknown
+//! option.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+
+use super::open::open_child;
+use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::{BlockDriver, OpenFlags, OptionMap, Role, WriteFlags};
+
+/// What a rule matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Event {
+    Read,
+    Write,
+    Flush,
+    Discard,
+    Zone,
+    Append,
+}
+
+impl Event {
+    const NAMES: &[(&str, Event)] = &[
+        ("read", Event::Read),
+        ("write", Event::Write),
+        ("flush", Event::Flush),
+        ("discard", Event::Discard),
+        ("zone", Event::Zone),
+        ("append", Event::Append),
+    ];
+
+    fn parse(v: &str) -> Option<Event> {
+        Self::NAMES.iter().find(|(n, _)| *n == v).map(|&(_, e)| e)
+    }
+}
+
+/// One `inject.N.*` rule with its event counter.
+#[derive(Debug)]
+struct Rule {
+    event: Event,
+    errno: i32,
+    after: u64,
+    once: bool,
+    seen: AtomicU64,
+}
+
+impl Rule {
+    /// Counts one matching event; true if this rule fails it.
+    fn hit(&self) -> bool {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        n >= self.after && (!self.once || n == self.after)
+    }
+}
+
+pub struct BlkdebugNode {
+    child: Arc<dyn BlockDriver>,
+    rules: Vec<Rule>,
+}
+
+/// The keys of a rule after `inject.N.`.
+const RULE_KEYS: &[&str] = &["event", "errno", "after", "once"];
+
+/// An errno from a number (1 to 4095) or a name (`EIO`, `enospc`).
+fn parse_errno(v: &str) -> Option<i32> {
+    if let Ok(n) = v.parse::<i32>() {
+        return (1..4096).contains(&n).then_some(n);
+    }
+    let name = v.to_ascii_uppercase();
+    // Names nix spells otherwise.
+    let alias = match name.as_str() {
+        "ENOTSUP" => Some(Errno::ENOTSUP),
+        "EWOULDBLOCK" => Some(Errno::EWOULDBLOCK),
+        "EDEADLOCK" => Some(Errno::EDEADLOCK),
+        _ => None,
+    };
+    if let Some(e) = alias {
+        return Some(e as i32);
+    }
+    (1..4096).find(|&n| format!("{:?}", Errno::from_raw(n)) == name)
+}
+
+/// Takes rule `i`'s keys; `None` when it has none.
+fn take_rule(opts: &mut OptionMap, i: usize) -> Result<Option<Rule>, String> {
+    let key = |k: &str| format!("inject.{i}.{k}");
+    if !RULE_KEYS.iter().any(|k| opts.contains(&key(k))) {
+        return Ok(None);
+    }
+    let event = match opts.take(&key("event")) {
+        None => return Err(format!("Rule 'inject.{i}' needs '{}'", key("event"))),
+        Some(v) => Event::parse(&v).ok_or_else(|| {
+            format!(
+                "Parameter '{}' expects read, write, flush, discard, zone or append, got '{v}'",
+                key("event")
+            )
+        })?,
+    };
+    let errno = match opts.take(&key("errno")) {
+        None => libc::EIO,
+        Some(v) => parse_errno(&v).ok_or_else(|| {
+            format!(
+                "Parameter '{}' expects an errno number or name (EIO, ENOSPC, ...), got '{v}'",
+                key("errno")
+            )
+        })?,
+    };
+    let after = match opts.take(&key("after")) {
+        None => 0,
+        Some(v) => v.parse::<u64>().map_err(|_| {
+            format!(
+                "Parameter '{}' expects a whole number, got '{v}'",
+                key("after")
+            )
+        })?,
+    };
+    let once = opts.take_bool(&key("once"))?.unwrap_or(false);
+    Ok(Some(Rule {
+        event,
+        errno,
+        after,
+        once,
+        seen: AtomicU64::new(0),
+    }))
+}
+
+/// `driver=blkdebug[,inject.N.event=E[,inject.N.errno=..][,inject.N.after=..]
+/// [,inject.N.once=on]]...,file.*=...`.
+pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let mut rules = Vec::new();
+    while let Some(r) = take_rule(opts, rules.len())? {
+        rules.push(r);
+    }
+    let child = open_child(opts, "file", flags)?;
+    Ok(Arc::new(BlkdebugNode { child, rules }))
+}
+
+impl BlkdebugNode {
+    /// Counts a request that is every event in `kinds` against the rules;
+    /// the error of the first rule that fails it.
+    fn check(&self, kinds: &[Event]) -> io::Result<()> {
+        let mut fail = None;
+        for r in self.rules.iter().filter(|r| kinds.contains(&r.event)) {
+            if r.hit() && fail.is_none() {
+                fail = Some(r.errno);
+            }
+        }
+        match fail {
+            Some(e) => Err(io::Error::from_raw_os_error(e)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BlockDriver for BlkdebugNode {
+    fn driver_name(&self) -> &'static str {
+        "blkdebug"
+    }
+
+    fn role(&self) -> Role {
+        Role::Filter
+    }
+
+    fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
+        Some(&self.child)
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        self.child.length()
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.check(&[Event::Read])?;
+        self.child.read(offset, buf)
+    }
+
+    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
+        self.check(&[Event::Write])?;
+        self.child.write(offset, buf, flags)
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        self.check(&[Event::Write])?;
+        self.child.write_zeroes(offset, len, flags)
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.check(&[Event::Discard])?;
+        self.child.discard(offset, len)
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.check(&[Event::Flush])?;
+        self.child.flush()
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        self.child.zone_info()
+    }
+
+    fn zone_check_write(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.child.zone_check_write(offset, len)
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.check(&[Event::Zone])?;
+        self.child.zone_report(offset, max)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+        self.check(&[Event::Zone])?;
+        self.child.zone_mgmt(op, offset, len)
+    }
+
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        self.check(&[Event::Zone, Event::Append])?;
+        self.child.zone_append(zone_start, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blocklayer::null::NullNode;
+
+    fn node(opts: &str) -> Result<Arc<dyn BlockDriver>, String> {
+        let mut m = OptionMap::parse(opts).unwrap();
+        let n = open(&mut m, &OpenFlags::default())?;
+        m.finish("filter", "blkdebug")?;
+        Ok(n)
+    }
+
+    fn errno_of<T>(r: io::Result<T>) -> Option<i32> {
+        r.err().and_then(|e| e.raw_os_error())
+    }
+
+    #[test]
+    fn after_and_once() {
+        let n = node("inject.0.event=write,inject.0.after=2,inject.0.once=on,file.driver=null")
+            .unwrap();
+        let w = |n: &Arc<dyn BlockDriver>| errno_of(n.write(0, &[1; 512], WriteFlags::default()));
+        assert_eq!(
+            (0..5).map(|_| w(&n)).collect::<Vec<_>>(),
+            [None, None, Some(libc::EIO), None, None]
+        );
+        let n = node("inject.0.event=read,inject.0.errno=ENOSPC,inject.0.after=1,file.driver=null")
+            .unwrap();
+        let mut buf = [0u8; 512];
+        assert_eq!(errno_of(n.read(0, &mut buf)), None);
+        assert_eq!(errno_of(n.read(0, &mut buf)), Some(libc::ENOSPC));
+        assert_eq!(errno_of(n.read(0, &mut buf)), Some(libc::ENOSPC));
+        // Writes are not reads.
+        assert_eq!(w(&n), None);
+    }
+
+    #[test]
+    fn several_rules_count_separately_lowest_wins() {
+        let n = node(
+            "inject.0.event=zone,inject.0.errno=28,inject.0.after=1,\
+             inject.1.event=append,inject.1.errno=etoomanyrefs,file.driver=null,file.zoned=on,file.size=64M,file.zone_size=4M",
+        )
+        .unwrap();
+        // The first append: zone rule lets it pass, append rule fails it.
+        assert_eq!(
+            errno_of(n.zone_append(0, &[0; 512])),
+            Some(libc::ETOOMANYREFS)
+        );
+        // The second: both fail it; rule 0 wins.
+        assert_eq!(errno_of(n.zone_append(0, &[0; 512])), Some(libc::ENOSPC));
+        assert_eq!(errno_of(n.zone_report(0, 1)), Some(libc::ENOSPC));
+        assert!(n.zone_info().is_some());
+        assert_eq!(n.length().unwrap(), 64 << 20);
+    }
+
+    #[test]
+    fn counting_is_thread_safe() {
+        let n = BlkdebugNode {
+            child: Arc::new(NullNode::new(1 << 20)),
+            rules: vec![Rule {
+                event: Event::Flush,
+                errno: libc::EIO,
+                after: 100,
+                once: true,
+                seen: AtomicU64::new(0),
+            }],
+        };
+        let failed = AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..50 {
+                        if n.flush().is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(failed.into_inner(), 1);
+        assert_eq!(n.rules[0].seen.load(Ordering::Relaxed), 400);
+    }
+
+    #[test]
+    fn bad_options() {
+        let err = |o: &str| node(o).err().unwrap();
+        assert!(err("inject.0.errno=5,file.driver=null").contains("needs 'inject.0.event'"));
+        assert!(err("inject.0.event=bogus,file.driver=null").contains("'inject.0.event'"));
+        assert!(
+            err("inject.0.event=read,inject.0.errno=EBOGUS,file.driver=null").contains("errno")
+        );
+        assert!(err("inject.0.event=read,inject.0.errno=0,file.driver=null").contains("errno"));
+        assert!(err("inject.0.event=read,inject.0.after=-1,file.driver=null").contains("after"));
+        assert!(err("inject.0.event=read,inject.0.once=maybe,file.driver=null").contains("once"));
+        assert_eq!(
+            err("inject.0.event=read,inject.2.event=read,file.driver=null"),
+            "Block filter 'blkdebug' does not support the option 'inject.2.event'"
+        );
+        assert_eq!(
+            err("inject.0.event=read,inject.0.bogus=1,file.driver=null"),
+            "Block filter 'blkdebug' does not support the option 'inject.0.bogus'"
+        );
+        assert_eq!(parse_errno("EIO"), Some(5));
+        assert_eq!(parse_errno("enospc"), Some(libc::ENOSPC));
+        assert_eq!(parse_errno("ENOTSUP"), Some(libc::EOPNOTSUPP));
+        assert_eq!(parse_errno("ETOOMANYREFS"), Some(libc::ETOOMANYREFS));
+        // No rules: a passthrough.
+        let n = node("file.driver=null").unwrap();
+        n.flush().unwrap();
+    }
+}
