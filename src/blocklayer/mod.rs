@@ -23,6 +23,7 @@ pub mod throttle;
 pub mod zone;
 pub mod zone_rules;
 pub mod zoned;
+pub mod zoned_check;
 
 pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, ZoneError};
 pub use driver::{BlockDriver, NodeInfo, Role, WriteFlags};

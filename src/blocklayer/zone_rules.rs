@@ -109,6 +109,23 @@ impl Zone {
     fn is_conventional(&self) -> bool {
         self.ztype == ZoneType::Conventional
     }
+
+    /// Whether a saved `(wp, cond)` can describe this zone: what
+    /// [`ZoneState::from_saved`] and `zio check` accept.
+    pub fn fits(&self, wp: u64, cond: ZoneCond) -> bool {
+        let (s, cap_end, end) = (self.start, self.start + self.cap, self.start + self.len);
+        if self.is_conventional() {
+            return cond == ZoneCond::NotWp && wp == end;
+        }
+        match cond {
+            ZoneCond::NotWp => false,
+            ZoneCond::Empty => wp == s,
+            ZoneCond::ExplicitOpen => wp >= s && wp < cap_end,
+            ZoneCond::ImplicitOpen | ZoneCond::Closed => wp > s && wp < cap_end,
+            ZoneCond::Full => wp == cap_end || wp == end,
+            ZoneCond::ReadOnly | ZoneCond::Offline => wp == end,
+        }
+    }
 }
 
 /// Zone management operations over a range of zones.
@@ -465,19 +482,8 @@ impl ZoneState {
         let mut st = ZoneState::new(geo);
         for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
             let z = st.zones[i];
-            let (s, cap_end, end) = (z.start, z.start + z.cap, z.start + z.len);
-            let ok = if z.is_conventional() {
-                cond == ZoneCond::NotWp && wp == end
-            } else {
-                match cond {
-                    ZoneCond::NotWp => false,
-                    ZoneCond::Empty => wp == s,
-                    ZoneCond::ExplicitOpen => wp >= s && wp < cap_end,
-                    ZoneCond::ImplicitOpen | ZoneCond::Closed => wp > s && wp < cap_end,
-                    ZoneCond::Full => wp == cap_end || wp == end,
-                    ZoneCond::ReadOnly | ZoneCond::Offline => wp == end,
-                }
-            };
+            let s = z.start;
+            let ok = z.fits(wp, cond);
             if !ok {
                 return Err(format!(
                     "zone {i} (start {s}): condition {cond:?} does not fit write pointer {wp}"

@@ -40,8 +40,8 @@ use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 pub const MAGIC: &[u8; 8] = b"ZIOZONED";
 pub const VERSION: u32 = 1;
-const HEADER_SIZE: u64 = 4096;
-const RECORD: u64 = 32;
+pub(crate) const HEADER_SIZE: u64 = 4096;
+pub(crate) const RECORD: u64 = 32;
 const DATA_ALIGN: u64 = 1 << 20;
 
 /// The header's fields.
@@ -160,7 +160,7 @@ impl Header {
 
 /// One table record: `(value, cond)` with its index folded into the
 /// checksum, so a record written to the wrong place is caught too.
-fn encode_record(index: u64, value: u64, cond: u8) -> [u8; RECORD as usize] {
+pub(crate) fn encode_record(index: u64, value: u64, cond: u8) -> [u8; RECORD as usize] {
     let mut r = [0u8; RECORD as usize];
     r[0..8].copy_from_slice(&value.to_le_bytes());
     r[8] = cond;
@@ -171,7 +171,7 @@ fn encode_record(index: u64, value: u64, cond: u8) -> [u8; RECORD as usize] {
     r
 }
 
-fn decode_record(index: u64, r: &[u8]) -> Option<(u64, u8)> {
+pub(crate) fn decode_record(index: u64, r: &[u8]) -> Option<(u64, u8)> {
     let mut h = crc32fast::Hasher::new();
     h.update(&index.to_le_bytes());
     h.update(&r[..28]);
