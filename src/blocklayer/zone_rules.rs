@@ -137,6 +137,10 @@ pub enum ZoneOp {
     Reset,
 }
 
+/// Most zones an emulated device may have: its state costs about 64 bytes
+/// a zone in memory (and a zoned image 32 bytes a zone on disk).
+pub const MAX_ZONES: usize = 1 << 24;
+
 /// What the user asked for; [`ZoneGeometry::new`] validates and clamps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneConfig {
@@ -206,6 +210,11 @@ impl ZoneGeometry {
         }
         let nr_zones =
             usize::try_from(cfg.size.div_ceil(zs)).map_err(|_| "too many zones".to_string())?;
+        if nr_zones > MAX_ZONES {
+            return Err(format!(
+                "{nr_zones} zones are more than zio emulates ({MAX_ZONES}); use larger zones"
+            ));
+        }
         if cfg.nr_conv >= nr_zones {
             return Err(format!(
                 "{} conventional zones leave no sequential zone among {nr_zones} zones",

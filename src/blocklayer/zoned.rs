@@ -133,6 +133,12 @@ impl Header {
         };
         let geo = ZoneGeometry::new(&cfg).map_err(|e| format!("impossible geometry: {e}"))?;
         let want = Header::for_config(cfg, &geo);
+        if want.data_offset.checked_add(cfg.size).is_none_or(|end| end > i64::MAX as u64) {
+            return Err(format!(
+                "impossible geometry: a device of {} bytes does not fit in a file",
+                cfg.size
+            ));
+        }
         let got = Header {
             cfg,
             nr_zones: le64(b, 40),
@@ -442,6 +448,12 @@ mod tests {
         let mut bad = b.clone();
         bad[0] = b'X';
         assert!(Header::decode(&bad).unwrap_err().contains("magic"));
+        // A size that overflows the file's length, with a valid checksum.
+        let mut huge = h;
+        huge.cfg.size = 0xffff_ffff_ffff_fe00;
+        huge.cfg.zone_size = 1 << 63;
+        huge.nr_zones = 2;
+        assert!(Header::decode(&huge.encode()).unwrap_err().contains("impossible geometry"));
         // A geometry that cannot exist, with a valid checksum.
         let mut odd = c;
         odd.zone_size = 3 << 20;

@@ -206,6 +206,19 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     let Some(len) = vector_length(con, &ops[1..]) else {
         return Status::Failed;
     };
+    // An append longer than a zone's capacity cannot succeed: answer before
+    // allocating its buffer (up to 2 GiB).
+    match blk.zone_info() {
+        Some(zi) if len > zi.zone_capacity => {
+            con.say("zone append failed: Input/output error");
+            return Status::Failed;
+        }
+        None => {
+            con.say("zone append failed: Operation not supported");
+            return Status::Failed;
+        }
+        Some(_) => {}
+    }
     let data = vec![fill; len as usize];
     if threads.is_none() && appends.is_none() && !verify {
         return match blk.zone_append(offset, &data) {
