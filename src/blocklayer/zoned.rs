@@ -133,7 +133,11 @@ impl Header {
         };
         let geo = ZoneGeometry::new(&cfg).map_err(|e| format!("impossible geometry: {e}"))?;
         let want = Header::for_config(cfg, &geo);
-        if want.data_offset.checked_add(cfg.size).is_none_or(|end| end > i64::MAX as u64) {
+        if want
+            .data_offset
+            .checked_add(cfg.size)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
             return Err(format!(
                 "impossible geometry: a device of {} bytes does not fit in a file",
                 cfg.size
@@ -453,7 +457,11 @@ mod tests {
         huge.cfg.size = 0xffff_ffff_ffff_fe00;
         huge.cfg.zone_size = 1 << 63;
         huge.nr_zones = 2;
-        assert!(Header::decode(&huge.encode()).unwrap_err().contains("impossible geometry"));
+        assert!(
+            Header::decode(&huge.encode())
+                .unwrap_err()
+                .contains("impossible geometry")
+        );
         // A geometry that cannot exist, with a valid checksum.
         let mut odd = c;
         odd.zone_size = 3 << 20;
