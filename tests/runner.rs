@@ -458,7 +458,10 @@ fn usage_and_setup_errors_exit_2() {
         run(&fixture("pass"), &scratch, &["no_such_test"]),
         "unknown test",
     );
-    check(run(&fixture("pass"), &scratch, &["--vm"]), "unknown option");
+    check(
+        run(&fixture("pass"), &scratch, &["--no-such-option"]),
+        "unknown option",
+    );
     check(run(&fixture("pass"), &scratch, &["-j", "0"]), "zero jobs");
 
     let mut cmd = command(RUNNER);

@@ -18,6 +18,7 @@ use super::report::{Format, Reporter};
 use super::schedule::run_all;
 use super::select::{Selection, select};
 use super::state::{load_failed, record_run};
+use super::vm::{REALDEV_GROUP, VmOptions, boot_order, run_vm, shell};
 
 /// Set by `run-iotests.sh` to its own `$0`: rerun hints name the script,
 /// and the default tests directory is the `iotests` next to it.
@@ -46,7 +47,8 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub exclude: Vec<String>,
-    /// Run up to N tests at once [default: number of CPUs].
+    /// Run up to N tests (with --vm: N VM boots) at once [default: number
+    /// of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// Rewrite the .out of each test that exits 0 from its actual output.
@@ -77,6 +79,21 @@ pub struct Cli {
     /// [default: <target dir>/zio-iotests].
     #[arg(long, value_name = "DIR")]
     pub scratch: Option<PathBuf>,
+    /// Run the `realdev` tests inside a Linux VM, against /dev/nullb0 (and
+    /// an NVMe ZNS namespace) instead of emulated devices (see vm/setup.sh).
+    #[arg(long)]
+    pub vm: bool,
+    /// Like --vm, with KVM instead of TCG (hangs on some hosts).
+    #[arg(long)]
+    pub kvm: bool,
+    /// Boot the VM with the devices TEST asks for and open an interactive
+    /// shell in it (on this terminal) instead of running tests.
+    #[arg(long, value_name = "TEST")]
+    pub vm_shell: Option<String>,
+    /// With --vm: kill a VM that has not powered off after SECS seconds
+    /// (its unfinished tests fail).
+    #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub vm_timeout: u64,
     /// Only run these tests.
     #[arg(value_name = "TEST")]
     pub tests: Vec<String>,
@@ -101,10 +118,15 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     }
     let defaults = Defaults::from_env()?;
     let dir = cli.dir.clone().unwrap_or_else(|| defaults.dir.clone());
-    let scratch = cli
+    let vm = cli.vm || cli.kvm || cli.vm_shell.is_some();
+    let mut scratch = cli
         .scratch
         .clone()
         .unwrap_or_else(|| defaults.scratch.clone());
+    if vm {
+        // VM results (.out.bad, --failed state) stay apart from host ones.
+        scratch.push("vm");
+    }
 
     let selection = Selection {
         names: cli.tests.clone(),
@@ -112,6 +134,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         exclude: nonempty(&cli.exclude),
     };
     let mut tests = select(discover(&dir)?, &selection)?;
+    if vm {
+        if let Some(t) = tests
+            .iter()
+            .find(|t| cli.tests.contains(&t.name) && !t.in_group(REALDEV_GROUP))
+        {
+            bail!(
+                "{} is not in group {REALDEV_GROUP}; --vm runs only {REALDEV_GROUP} tests",
+                t.name
+            );
+        }
+        tests.retain(|t| t.in_group(REALDEV_GROUP));
+        tests = boot_order(tests);
+    }
     if cli.failed {
         let failed = load_failed(&scratch)?;
         tests.retain(|t| failed.contains(&t.name));
@@ -124,6 +159,22 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 .collect::<String>(),
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(name) = &cli.vm_shell {
+        let test = discover(&dir)?
+            .into_iter()
+            .find(|t| &t.name == name)
+            .with_context(|| format!("no such test: {name}"))?;
+        let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
+        let mut cfg = Config::new(&zio, &dir, &scratch)?;
+        cfg.keep = cli.keep;
+        let opts = VmOptions {
+            kvm: cli.kvm,
+            ..VmOptions::default()
+        };
+        return Ok(ExitCode::from(
+            shell(&test, &cfg, &opts)?.clamp(0, 255) as u8
+        ));
     }
     let format = if cli.tap { Format::Tap } else { Format::Human };
     let reporter = Reporter::new(format, tests.iter().map(|t| t.name.as_str()));
@@ -140,10 +191,24 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     cfg.bless = cli.bless;
     cfg.keep = cli.keep;
     cfg.rerun_prefix = defaults.rerun_prefix(&cfg.zio, &cfg.tests_dir);
+    if vm {
+        cfg.rerun_prefix += if cli.kvm { " --kvm" } else { " --vm" };
+    }
 
-    let jobs = cli.jobs.map_or_else(default_jobs, |j| j as usize);
     emit(&reporter.header());
-    let verdicts = run_all(&tests, &cfg, jobs, |i, v| emit(&reporter.verdict(i, v)));
+    let jobs = cli.jobs.map_or_else(default_jobs, |j| j as usize);
+    let verdicts = if vm {
+        let opts = VmOptions {
+            kvm: cli.kvm,
+            boot_timeout: Duration::from_secs(cli.vm_timeout),
+            ..VmOptions::default()
+        };
+        run_vm(&tests, &cfg, &opts, jobs, |i, v| {
+            emit(&reporter.verdict(i, v))
+        })
+    } else {
+        run_all(&tests, &cfg, jobs, |i, v| emit(&reporter.verdict(i, v)))
+    };
     emit(&reporter.summary(&verdicts));
 
     record_run(

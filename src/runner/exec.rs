@@ -65,6 +65,10 @@ pub fn run_test(test: &TestCase, cfg: &Config) -> Result<RunOutput> {
         .env_remove("BASH_ENV")
         .env_remove("ENV")
         .env_remove("status")
+        // Set only inside the VM tier: common.rc's _zoned_dev takes them
+        // as the real device under test.
+        .env_remove("TEST_DEV")
+        .env_remove("TEST_NVME")
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log_err)

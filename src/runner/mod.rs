@@ -6,8 +6,9 @@
 //! [`discover`] finds tests, [`select`] filters them, [`exec`] runs one
 //! script, [`compare`] diffs outputs, [`outcome`] turns a run into a
 //! verdict, [`schedule`] runs many in parallel, [`report`] formats results,
-//! [`state`] remembers failures for `--failed`, and [`cli`] ties it
-//! together for the `zio-iotests` binary.
+//! [`state`] remembers failures for `--failed`, [`vm`] runs the `realdev`
+//! tests inside a Linux VM against real zoned devices (`--vm`), and [`cli`]
+//! ties it together for the `zio-iotests` binary.
 
 pub mod cli;
 pub mod compare;
@@ -20,6 +21,7 @@ pub mod schedule;
 pub mod scratch;
 pub mod select;
 pub mod state;
+pub mod vm;
 
 pub use config::Config;
 pub use discover::{TestCase, discover};

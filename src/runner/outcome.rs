@@ -142,7 +142,8 @@ pub fn judge(test: &TestCase, run: RunOutput, cfg: &Config) -> Result<Verdict> {
     Ok(v)
 }
 
-fn rerun_command(cfg: &Config, name: &str) -> String {
+/// The command that reruns test `name` (the run's prefix and the name).
+pub fn rerun_command(cfg: &Config, name: &str) -> String {
     format!("{} {}", cfg.rerun_prefix, shell_quote(name))
 }
 

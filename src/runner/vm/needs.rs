@@ -1,0 +1,206 @@
+//! What a realdev test needs from the VM, read from its header lines:
+//! `# nullb: KEY=VALUE...` (null_blk module parameters) and optionally
+//! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G]`. Tests with
+//! equal needs share one boot.
+
+use std::fmt;
+
+/// Parameters the VM always gives null_blk; a test's own come after them
+/// (and so win, as the last value of a module parameter does).
+pub const NULLB_BASE: [&str; 2] = ["nr_devices=1", "memory_backed=1"];
+
+/// The devices one boot provides.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Needs {
+    /// The words of the `# nullb:` line (without [`NULLB_BASE`]).
+    pub nullb: Vec<String>,
+    /// The NVMe ZNS namespace, if the test has a `# nvme:` line.
+    pub nvme: Option<Zns>,
+}
+
+/// Geometry of the emulated NVMe ZNS namespace (QEMU's `nvme-ns` options).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Zns {
+    /// `zoned.zone_size`, as written (e.g. `16M`).
+    pub zone_size: String,
+    /// `zoned.zone_capacity`, as written.
+    pub zone_capacity: String,
+    /// The namespace (backing file) size in bytes.
+    pub size: u64,
+}
+
+impl Default for Zns {
+    fn default() -> Zns {
+        Zns {
+            zone_size: "16M".into(),
+            zone_capacity: "12M".into(),
+            size: 1 << 30,
+        }
+    }
+}
+
+impl Needs {
+    /// Reads the header lines of a test script; an error names the bad word.
+    pub fn of(script: &str) -> Result<Needs, String> {
+        let header = |tag: &str| {
+            script
+                .lines()
+                .find_map(|l| l.strip_prefix(tag))
+                .map(|rest| rest.split_whitespace().map(str::to_string).collect())
+        };
+        let nullb: Vec<String> = header("# nullb:").unwrap_or_default();
+        for word in &nullb {
+            let ok = word.split_once('=').is_some_and(|(k, v)| {
+                !k.is_empty()
+                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ".,_-".contains(c))
+            });
+            if !ok {
+                return Err(format!("bad `# nullb:` word '{word}' (want PARAM=VALUE)"));
+            }
+        }
+        let nvme = match header("# nvme:") {
+            None => None,
+            Some(words) => Some(parse_zns(&words)?),
+        };
+        Ok(Needs { nullb, nvme })
+    }
+
+    /// The null_blk module parameters of this boot.
+    pub fn nullb_params(&self) -> Vec<String> {
+        NULLB_BASE
+            .iter()
+            .map(|s| s.to_string())
+            .chain(self.nullb.iter().cloned())
+            .collect()
+    }
+
+    /// QEMU arguments for the devices beyond the defaults; `backing` is the
+    /// ZNS namespace's raw file, relative to QEMU's working directory.
+    pub fn qemu_args(&self, backing: &str) -> Vec<String> {
+        let Some(zns) = &self.nvme else {
+            return Vec::new();
+        };
+        [
+            "-drive".to_string(),
+            format!("file={backing},id=zns0,format=raw,if=none"),
+            "-device".to_string(),
+            "nvme,id=nvme0,serial=zio0,zoned.zasl=5".to_string(),
+            "-device".to_string(),
+            format!(
+                "nvme-ns,drive=zns0,bus=nvme0,nsid=1,zoned=true,zoned.zone_size={},zoned.zone_capacity={}",
+                zns.zone_size, zns.zone_capacity
+            ),
+        ]
+        .into()
+    }
+}
+
+impl fmt::Display for Needs {
+    /// `null_blk zoned=1 ...` and `+ nvme zns zone_size=..`, for progress lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "null_blk")?;
+        for w in &self.nullb {
+            write!(f, " {w}")?;
+        }
+        if let Some(z) = &self.nvme {
+            write!(
+                f,
+                " + nvme zns zone_size={} zone_capacity={} size={}",
+                z.zone_size, z.zone_capacity, z.size
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn parse_zns(words: &[String]) -> Result<Zns, String> {
+    if words.first().map(String::as_str) != Some("zns") {
+        return Err("`# nvme:` line must start with `zns`".into());
+    }
+    let mut zns = Zns::default();
+    for word in &words[1..] {
+        let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        let bytes = parse_size(value)
+            .ok_or_else(|| format!("bad `# nvme:` word '{word}' (want KEY=SIZE)"))?;
+        match key {
+            "zone_size" => zns.zone_size = value.to_string(),
+            "zone_capacity" => zns.zone_capacity = value.to_string(),
+            "size" => zns.size = bytes,
+            _ => return Err(format!("unknown `# nvme:` word '{word}'")),
+        }
+    }
+    Ok(zns)
+}
+
+/// `NUMBER[K|M|G|T]` (powers of 1024) in bytes.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let (num, shift) = match s.as_bytes().last()? {
+        b'K' | b'k' => (&s[..s.len() - 1], 10),
+        b'M' | b'm' => (&s[..s.len() - 1], 20),
+        b'G' | b'g' => (&s[..s.len() - 1], 30),
+        b'T' | b't' => (&s[..s.len() - 1], 40),
+        _ => (s, 0),
+    };
+    num.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nullb_and_nvme_lines() {
+        let n = Needs::of("#!/bin/bash\n# group: realdev\n# nullb: zoned=1 zone_size=64 gb=1\n")
+            .unwrap();
+        assert_eq!(n.nullb, ["zoned=1", "zone_size=64", "gb=1"]);
+        assert_eq!(n.nvme, None);
+        assert_eq!(
+            n.nullb_params(),
+            [
+                "nr_devices=1",
+                "memory_backed=1",
+                "zoned=1",
+                "zone_size=64",
+                "gb=1"
+            ]
+        );
+        assert!(n.qemu_args("zns.raw").is_empty());
+
+        let n = Needs::of("# nullb: zoned=1\n# nvme: zns zone_capacity=8M\n").unwrap();
+        let z = n.nvme.clone().unwrap();
+        assert_eq!(
+            (z.zone_size.as_str(), z.zone_capacity.as_str()),
+            ("16M", "8M")
+        );
+        assert_eq!(z.size, 1 << 30);
+        let args = n.qemu_args("zns.raw").join(" ");
+        assert!(args.contains("file=zns.raw,id=zns0"), "{args}");
+        assert!(
+            args.ends_with("zoned.zone_size=16M,zoned.zone_capacity=8M"),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn same_lines_same_needs() {
+        let a = Needs::of("# nullb: zoned=1  gb=1\n").unwrap();
+        let b = Needs::of("# nullb:zoned=1 gb=1\n").unwrap();
+        assert_eq!(a, b);
+        assert_ne!(a, Needs::of("# nullb: gb=1 zoned=1\n").unwrap());
+        assert_eq!(Needs::of("echo\n").unwrap().nullb, Vec::<String>::new());
+    }
+
+    #[test]
+    fn bad_words_are_refused() {
+        assert!(Needs::of("# nullb: zoned=1;reboot\n").is_err());
+        assert!(Needs::of("# nullb: zoned\n").is_err());
+        assert!(Needs::of("# nvme: conventional\n").is_err());
+        assert!(Needs::of("# nvme: zns zone_size=big\n").is_err());
+        assert_eq!(parse_size("12M"), Some(12 << 20));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size(""), None);
+    }
+}
