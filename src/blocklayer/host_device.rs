@@ -119,17 +119,19 @@ impl Queue {
     }
 }
 
-/// Decodes one `struct blk_zone`.
-fn decode_zone(d: &[u8], has_capacity: bool) -> Zone {
-    let u64_at = |at: usize| u64::from_ne_bytes(d[at..at + 8].try_into().unwrap_or_default());
-    let (start, len) = (u64_at(0) << 9, u64_at(8) << 9);
-    let ztype = ZoneType::from_u8(d[24]).unwrap_or(ZoneType::SeqWriteRequired);
-    let cond = ZoneCond::from_u8(d[25]).unwrap_or(ZoneCond::Offline);
-    let cap = if has_capacity { u64_at(32) << 9 } else { len };
+/// Decodes one `struct blk_zone` from its eight 64-bit words (the report
+/// buffer is read in place, in native byte order).
+fn decode_zone(w: &[u64], has_capacity: bool) -> Zone {
+    let (start, len) = (w[0] << 9, w[1] << 9);
+    // Bytes 24 and 25 of the struct: type and condition.
+    let tail = w[3].to_ne_bytes();
+    let ztype = ZoneType::from_u8(tail[0]).unwrap_or(ZoneType::SeqWriteRequired);
+    let cond = ZoneCond::from_u8(tail[1]).unwrap_or(ZoneCond::Offline);
+    let cap = if has_capacity { w[4] << 9 } else { len };
     let wp = if ztype == ZoneType::Conventional {
         start + len
     } else {
-        u64_at(16) << 9
+        w[2] << 9
     };
     Zone {
         start,
@@ -162,17 +164,14 @@ impl HostDevice {
                 blk_report_zone(self.io.file().as_raw_fd(), hdr).map_err(errno)?;
                 ((*hdr).nr_zones as usize, (*hdr).flags)
             };
-            let bytes: Vec<u8> = buf.iter().flat_map(|w| w.to_ne_bytes()).collect();
             let (n, flags) = got;
             if n == 0 {
                 break;
             }
+            const WORDS: usize = ZONE_DESC / 8;
             for k in 0..n.min(want) {
-                let at = REPORT_HDR + k * ZONE_DESC;
-                zones.push(decode_zone(
-                    &bytes[at..at + ZONE_DESC],
-                    flags & REP_CAPACITY != 0,
-                ));
+                let at = REPORT_HDR / 8 + k * WORDS;
+                zones.push(decode_zone(&buf[at..at + WORDS], flags & REP_CAPACITY != 0));
             }
             let last = zones.last().map(|z| z.start + z.len).unwrap_or(size);
             sector = last >> 9;
@@ -180,32 +179,37 @@ impl HostDevice {
         Ok(zones)
     }
 
-    /// The model and limits, from sysfs and one pass over the zones.
+    /// The model and limits, from sysfs and the first zones: the
+    /// conventional zones (which come first, as on null_blk and SMR
+    /// drives) and the capacity of the first sequential zone. Opening
+    /// does not read every zone.
     fn probe_zones(&self, q: &Queue, lbs: u64) -> io::Result<ZoneInfo> {
+        const PROBE: usize = 64;
         let zone_size = q.num("chunk_sectors").unwrap_or(0) << 9;
         let size = self.io.length()?;
         let mut nr_conv = 0;
-        let mut capacity = zone_size;
+        let mut capacity = None;
         let mut offset = 0;
-        let mut nr_zones = 0;
-        while offset < size {
-            let zones = self.report_zones(offset, REPORT_BATCH)?;
+        while capacity.is_none() && offset < size {
+            let zones = self.report_zones(offset, PROBE)?;
             let Some(last) = zones.last() else { break };
             offset = last.start + last.len;
             for z in &zones {
-                nr_zones += 1;
                 if z.ztype == ZoneType::Conventional {
                     nr_conv += 1;
-                } else if capacity == zone_size {
-                    capacity = z.cap;
+                } else {
+                    capacity = Some(z.cap);
+                    break;
                 }
             }
         }
         Ok(ZoneInfo {
             model: ZoneModel::HostManaged,
             zone_size,
-            zone_capacity: capacity,
-            nr_zones: q.num("nr_zones").unwrap_or(nr_zones),
+            zone_capacity: capacity.unwrap_or(zone_size),
+            nr_zones: q
+                .num("nr_zones")
+                .unwrap_or_else(|| size.div_ceil(zone_size.max(1))),
             nr_conv,
             max_open: q.num("max_open_zones").unwrap_or(0),
             max_active: q.num("max_active_zones").unwrap_or(0),
@@ -346,6 +350,14 @@ mod tests {
         assert_eq!(nix::request_code_write!(0x12, 136, 16), 0x4010_1288);
     }
 
+    /// A `struct blk_zone` as the kernel lays it out, as words.
+    fn words(bytes: &[u8; ZONE_DESC]) -> Vec<u64> {
+        bytes
+            .chunks(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
     #[test]
     fn zone_descriptors_decode() {
         let mut d = [0u8; ZONE_DESC];
@@ -355,7 +367,7 @@ mod tests {
         d[24] = 2;
         d[25] = 2;
         d[32..40].copy_from_slice(&0x60000u64.to_ne_bytes());
-        let z = decode_zone(&d, true);
+        let z = decode_zone(&words(&d), true);
         assert_eq!(
             (z.start, z.len, z.cap, z.wp),
             (0x80000 << 9, 0x80000 << 9, 0x60000 << 9, 0x80018 << 9)
@@ -364,10 +376,10 @@ mod tests {
             (z.ztype, z.cond),
             (ZoneType::SeqWriteRequired, ZoneCond::ImplicitOpen)
         );
-        assert_eq!(decode_zone(&d, false).cap, 0x80000 << 9);
+        assert_eq!(decode_zone(&words(&d), false).cap, 0x80000 << 9);
         d[24] = 1;
         d[25] = 0;
-        let c = decode_zone(&d, true);
+        let c = decode_zone(&words(&d), true);
         assert_eq!((c.wp, c.cond), (0x100000 << 9, ZoneCond::NotWp));
     }
 }
