@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::errno::Errno;
 
@@ -59,7 +59,12 @@ struct Zoned {
 
 pub struct HostDevice {
     io: FileNode,
-    zoned: Option<Zoned>,
+    /// `Some` for a zoned device: its sysfs queue directory. The model,
+    /// limits and append locks are read on first use, so a command that
+    /// only reports zones costs no more than its ioctl.
+    queue: Option<Queue>,
+    lbs: u64,
+    zoned: OnceLock<Result<Zoned, i32>>,
 }
 
 /// `driver=host_device,filename=/dev/...`.
@@ -83,20 +88,12 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     let mut io = FileNode::open_path(&path, &flags, "host_device", zoned)?;
     let lbs = queue.num("logical_block_size").unwrap_or(512);
     io.set_alignment(lbs);
-    let mut dev = HostDevice { io, zoned: None };
-    if zoned {
-        let info = dev.probe_zones(&queue, lbs).map_err(|e| {
-            format!(
-                "Could not read the zones of '{path}': {}",
-                super::strerror(&e)
-            )
-        })?;
-        dev.zoned = Some(Zoned {
-            append_locks: (0..info.nr_zones).map(|_| Mutex::new(())).collect(),
-            info,
-        });
-    }
-    Ok(Arc::new(dev))
+    Ok(Arc::new(HostDevice {
+        io,
+        queue: zoned.then_some(queue),
+        lbs,
+        zoned: OnceLock::new(),
+    }))
 }
 
 /// A device's sysfs queue directory.
@@ -218,8 +215,22 @@ impl HostDevice {
         })
     }
 
+    /// The zoned part, probed on first use; ENOTSUP for a regular device.
     fn zoned(&self) -> io::Result<&Zoned> {
-        self.zoned.as_ref().ok_or_else(|| errno(Errno::ENOTSUP))
+        let Some(queue) = &self.queue else {
+            return Err(errno(Errno::ENOTSUP));
+        };
+        let z = self.zoned.get_or_init(|| {
+            let info = self
+                .probe_zones(queue, self.lbs)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+            Ok(Zoned {
+                append_locks: (0..info.nr_zones).map(|_| Mutex::new(())).collect(),
+                info,
+            })
+        });
+        z.as_ref()
+            .map_err(|&code| io::Error::from_raw_os_error(code))
     }
 }
 
@@ -245,7 +256,7 @@ impl BlockDriver for HostDevice {
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
-        if self.zoned.is_some() {
+        if self.queue.is_some() {
             // Zeroes on a zoned device are data written at the write pointer.
             return super::driver::write_zeroes_by_writing(self, offset, len, flags);
         }
@@ -253,7 +264,7 @@ impl BlockDriver for HostDevice {
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
-        if self.zoned.is_some() {
+        if self.queue.is_some() {
             return Ok(());
         }
         self.io.discard(offset, len)
@@ -268,7 +279,7 @@ impl BlockDriver for HostDevice {
     }
 
     fn zone_info(&self) -> Option<ZoneInfo> {
-        self.zoned.as_ref().map(|z| z.info)
+        self.zoned().ok().map(|z| z.info)
     }
 
     fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
