@@ -6,5 +6,6 @@
 
 pub mod blocklayer;
 pub mod commands;
+pub mod rng;
 pub mod runner;
 pub mod units;

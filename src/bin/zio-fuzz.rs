@@ -132,34 +132,7 @@ fn parse_args() -> Result<Args, String> {
 
 // ---------------------------------------------------------------- rng
 
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-    fn idx(&mut self, n: usize) -> usize {
-        self.below(n as u64) as usize
-    }
-    fn chance(&mut self, one_in: u64) -> bool {
-        self.below(one_in) == 0
-    }
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.idx(items.len())]
-    }
-}
+use zio::rng::Rng;
 
 /// A deterministic hash (FNV-1a), to pick a temp file for a path.
 fn fnv(s: &str) -> u64 {
@@ -1296,7 +1269,7 @@ fn run_zoned_header(w: &Worker, runs: u64) {
                 2..=4 => {
                     let &(at, width) = rng.pick(HEADER_FIELDS);
                     let v = if rng.chance(3) {
-                        rng.next()
+                        rng.next_u64()
                     } else if rng.chance(2) {
                         *rng.pick(INTERESTING_U64)
                     } else {

@@ -1763,23 +1763,11 @@ mod tests {
         );
     }
 
-    /// A small deterministic PRNG (xorshift64*).
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use crate::rng::Rng;
 
     #[test]
     fn randomized_invariants() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
         let mut seen = std::collections::HashSet::new();
         for (max_open, max_active) in [(0, 0), (2, 0), (0, 3), (2, 3), (3, 3), (1, 2)] {
             let geo = ZoneGeometry::new(&ZoneConfig {

@@ -439,6 +439,26 @@ const REPORT_HELP: &str = "
 
 ";
 
+const APPEND_HELP: &str = "
+ appends data at the write pointer of the zone starting at offset
+
+ Example:
+ 'zone_append -p 0 4k' - appends 4 KiB to the first zone and prints the
+ sector it landed at
+
+ The lengths are added up into one append; the data is 0xcd unless -P says.
+ -p, -- print the sector the data landed at
+ -P, -- use a different pattern byte
+ -q, -- print nothing on success
+ -t, -- run the appends from this many threads at once (with -n)
+ -n, -- how many appends to run (with -t); prints a count, and with -p every
+        position in ascending order
+ -V, -- with -t/-n: stamp every append with its number, then check that each
+        landed whole at its own position and the write pointer moved by the
+        sum
+
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,23 +485,3 @@ mod tests {
         assert_eq!(zero, b"0x0");
     }
 }
-
-const APPEND_HELP: &str = "
- appends data at the write pointer of the zone starting at offset
-
- Example:
- 'zone_append -p 0 4k' - appends 4 KiB to the first zone and prints the
- sector it landed at
-
- The lengths are added up into one append; the data is 0xcd unless -P says.
- -p, -- print the sector the data landed at
- -P, -- use a different pattern byte
- -q, -- print nothing on success
- -t, -- run the appends from this many threads at once (with -n)
- -n, -- how many appends to run (with -t); prints a count, and with -p every
-        position in ascending order
- -V, -- with -t/-n: stamp every append with its number, then check that each
-        landed whole at its own position and the write pointer moved by the
-        sum
-
-";
