@@ -100,15 +100,8 @@ impl BlockBackend {
         Ok(())
     }
 
-    /// The checks of a data write: range, read-only, and for a zoned
-    /// device the whole request against the zones.
-    fn check_data_write(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.check_write(offset, len)?;
-        self.root.zone_check_write(offset, len)
-    }
-
     pub fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.check_data_write(offset, buf.len() as u64)?;
+        self.check_write(offset, buf.len() as u64)?;
         self.root.write(offset, buf, flags)
     }
 
@@ -120,21 +113,43 @@ impl BlockBackend {
         byte: u8,
         flags: WriteFlags,
     ) -> io::Result<()> {
-        self.check_data_write(offset, len)?;
+        self.check_write(offset, len)?;
         let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
         buf.as_mut_slice().fill(byte);
+        // A zoned device takes one write as a chain of requests and judges
+        // each on its own (a failed one does not stop the rest), so a
+        // streamed write goes on after a failed chunk there, and reports
+        // the last chunk's error if it failed, else the first one's, as
+        // the kernel does. Anything else stops at the first error.
+        let zoned = self.zone_info().is_some();
+        let (mut first_err, mut last_err) = (None, None);
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK as u64) as usize;
-            self.root
-                .write(offset + done, &buf.as_slice()[..n], flags)?;
+            let r = self.root.write(offset + done, &buf.as_slice()[..n], flags);
             done += n as u64;
+            match r {
+                Ok(()) => last_err = None,
+                Err(e) if !zoned => return Err(e),
+                Err(e) => {
+                    if first_err.is_none() {
+                        first_err = Some(e.raw_os_error().map_or_else(
+                            || io::Error::from(e.kind()),
+                            io::Error::from_raw_os_error,
+                        ));
+                    }
+                    last_err = Some(e);
+                }
+            }
         }
-        Ok(())
+        match (last_err, first_err) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
     }
 
     pub fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
-        self.check_data_write(offset, len)?;
+        self.check_write(offset, len)?;
         self.root.write_zeroes(offset, len, flags)
     }
 

@@ -226,10 +226,6 @@ impl BlockDriver for BlkdebugNode {
         self.child.zone_info()
     }
 
-    fn zone_check_write(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.child.zone_check_write(offset, len)
-    }
-
     fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
         self.check(&[Event::Zone])?;
         self.child.zone_report(offset, max)

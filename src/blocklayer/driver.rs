@@ -90,14 +90,6 @@ pub trait BlockDriver: Send + Sync {
         None
     }
 
-    /// Whether a write of `[offset, offset + len)` would be accepted, without
-    /// doing it: a zoned device checks write pointers and limits for the
-    /// whole request, so one streamed in chunks fails before any chunk
-    /// lands. Regular devices accept any write in range.
-    fn zone_check_write(&self, _offset: u64, _len: u64) -> io::Result<()> {
-        Ok(())
-    }
-
     /// Up to `max` zones from the one holding `offset`.
     fn zone_report(&self, _offset: u64, _max: usize) -> io::Result<Vec<Zone>> {
         Err(errno(Errno::ENOTSUP))

@@ -25,6 +25,11 @@ pub const SECTOR: u64 = 512;
 /// memory_backed=1).
 const UNWRITTEN: u8 = 0xff;
 
+/// The largest request the block layer sends /dev/nullb0 (null_blk's
+/// default max_sectors, BLK_SAFE_MAX_SECTORS: 255 sectors; sysfs
+/// max_sectors_kb 127): longer writes are split into requests of this size.
+pub const MAX_REQUEST: u64 = 255 * SECTOR;
+
 /// null_blk's default zone size.
 pub const DEFAULT_ZONE_SIZE: u64 = 256 << 20;
 
@@ -196,7 +201,9 @@ pub trait ZoneStore: Send + Sync {
 
 /// The `BlockDriver` methods every emulated zoned node forwards to its
 /// engine (`$dev`, an [`EmulatedZoned`] field): length, read and the zone
-/// operations.
+/// operations. As on Linux, nothing judges a write as a whole before it is
+/// done (see [`EmulatedZoned::write`]): each request of it is judged when
+/// it reaches the device.
 macro_rules! forward_to_engine {
     ($dev:ident) => {
         fn length(&self) -> std::io::Result<u64> {
@@ -205,10 +212,6 @@ macro_rules! forward_to_engine {
 
         fn read(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
             self.$dev.read(offset, buf)
-        }
-
-        fn zone_check_write(&self, offset: u64, len: u64) -> std::io::Result<()> {
-            self.$dev.check_write(offset, len)
         }
 
         fn zone_info(&self) -> Option<$crate::blocklayer::ZoneInfo> {
@@ -238,6 +241,14 @@ macro_rules! forward_to_engine {
     };
 }
 pub(crate) use forward_to_engine;
+
+/// An error with the same errno (or kind) as `e`.
+fn clone_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -352,17 +363,53 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         self.write_locked(start, &bounce, span)
     }
 
-    /// Whether a write of `[offset, offset + len)` (widened to sectors)
-    /// would be accepted now; changes nothing.
-    pub fn check_write(&self, offset: u64, len: u64) -> io::Result<()> {
-        let start = offset / SECTOR * SECTOR;
-        let end = (offset + len).div_ceil(SECTOR) * SECTOR;
-        lock(&self.state)
-            .check_write(start, end - start)
-            .map(|_| ())
+    /// Writes sector-aligned `buf` at `offset` as Linux does one O_DIRECT
+    /// write to /dev/nullb0: the block layer splits it at zone boundaries
+    /// and into requests of at most [`MAX_REQUEST`] bytes, and the device
+    /// judges each request on its own, in order. A refused request changes
+    /// nothing, but the ones accepted before or after it stay written (a
+    /// write crossing into a zone that cannot take it still fills the first
+    /// zone; one passing the capacity leaves the requests below it). The
+    /// error returned is the last request's if it failed, else the first
+    /// failed request's: the split-off requests are chained to the last
+    /// one, whose own status overrides what they passed on.
+    fn write_locked(
+        &self,
+        offset: u64,
+        buf: &[u8],
+        held: Option<(usize, usize)>,
+    ) -> io::Result<()> {
+        let (size, zone_size) = {
+            let st = lock(&self.state);
+            (st.geometry().size(), st.geometry().zone_size())
+        };
+        let end = offset + buf.len() as u64;
+        if end > size {
+            // Past the device end: refused whole, before any split.
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        let mut first_err = None;
+        let mut last_err = None;
+        let mut pos = offset;
+        while pos < end {
+            let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
+            let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
+            let data = &buf[(pos - offset) as usize..(pos + n - offset) as usize];
+            let r = self.write_request(pos, data, held);
+            if let (Err(e), None) = (&r, &first_err) {
+                first_err = Some(clone_error(e));
+            }
+            last_err = r.err();
+            pos += n;
+        }
+        match (last_err, first_err) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
     }
 
-    fn write_locked(
+    /// One request within one zone: all or nothing.
+    fn write_request(
         &self,
         offset: u64,
         buf: &[u8],

@@ -120,10 +120,6 @@ impl BlockDriver for RawNode {
         Some(zi)
     }
 
-    fn zone_check_write(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.child.zone_check_write(self.offset + offset, len)
-    }
-
     fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
         let end = self.length()?;
         if offset >= end {

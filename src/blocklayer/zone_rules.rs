@@ -599,6 +599,11 @@ impl ZoneState {
     /// at its zone's write pointer (so a later piece needs its zone empty or
     /// explicitly open at the start) and stay within the capacity;
     /// conventional pieces go anywhere. Past the device end: EIO.
+    /// All or nothing: this is the rule for ONE request. Linux splits a
+    /// write into requests at zone boundaries (and at max_sectors) and the
+    /// device judges each on its own, so a refused crossing write can leave
+    /// the pieces that were accepted; the emulated driver does that split
+    /// and calls this once per request (`emulated::EmulatedZoned::write`).
     pub fn check_write(&self, offset: u64, len: u64) -> io::Result<WritePlan> {
         let end = offset.checked_add(len).ok_or_else(eio)?;
         if end > self.geo.size {
