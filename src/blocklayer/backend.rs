@@ -10,6 +10,7 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use super::aligned::AlignedBuf;
+use super::driver::ChainResult;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::{BlockDriver, NodeInfo, WriteFlags, errno};
 
@@ -122,30 +123,18 @@ impl BlockBackend {
         // the last chunk's error if it failed, else the first one's, as
         // the kernel does. Anything else stops at the first error.
         let zoned = self.zone_info().is_some();
-        let (mut first_err, mut last_err) = (None, None);
+        let mut result = ChainResult::default();
         let mut done = 0;
         while done < len {
             let n = (len - done).min(CHUNK as u64) as usize;
             let r = self.root.write(offset + done, &buf.as_slice()[..n], flags);
             done += n as u64;
             match r {
-                Ok(()) => last_err = None,
                 Err(e) if !zoned => return Err(e),
-                Err(e) => {
-                    if first_err.is_none() {
-                        first_err = Some(e.raw_os_error().map_or_else(
-                            || io::Error::from(e.kind()),
-                            io::Error::from_raw_os_error,
-                        ));
-                    }
-                    last_err = Some(e);
-                }
+                r => result.add(r),
             }
         }
-        match (last_err, first_err) {
-            (Some(e), _) | (None, Some(e)) => Err(e),
-            (None, None) => Ok(()),
-        }
+        result.finish()
     }
 
     pub fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {

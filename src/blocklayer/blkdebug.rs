@@ -34,9 +34,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
+use super::filter::{FilterNode, FilterPolicy, Request};
 use super::open::open_child;
-use super::zone::{Zone, ZoneInfo, ZoneOp};
-use super::{BlockDriver, OpenFlags, OptionMap, Role, WriteFlags};
+use super::{BlockDriver, OpenFlags, OptionMap};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,8 +82,8 @@ impl Rule {
     }
 }
 
-pub struct BlkdebugNode {
-    child: Arc<dyn BlockDriver>,
+/// The policy of a `blkdebug` node: its rules.
+pub struct Blkdebug {
     rules: Vec<Rule>,
 }
 
@@ -160,10 +160,10 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         rules.push(r);
     }
     let child = open_child(opts, "file", flags)?;
-    Ok(Arc::new(BlkdebugNode { child, rules }))
+    Ok(Arc::new(FilterNode::new(child, Blkdebug { rules })))
 }
 
-impl BlkdebugNode {
+impl Blkdebug {
     /// Counts a request that is every event in `kinds` against the rules;
     /// the error of the first rule that fails it.
     fn check(&self, kinds: &[Event]) -> io::Result<()> {
@@ -180,71 +180,25 @@ impl BlkdebugNode {
     }
 }
 
-impl BlockDriver for BlkdebugNode {
-    fn driver_name(&self) -> &'static str {
-        "blkdebug"
-    }
+impl FilterPolicy for Blkdebug {
+    const NAME: &'static str = "blkdebug";
 
-    fn role(&self) -> Role {
-        Role::Filter
-    }
-
-    fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
-        Some(&self.child)
-    }
-
-    fn length(&self) -> io::Result<u64> {
-        self.child.length()
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.check(&[Event::Read])?;
-        self.child.read(offset, buf)
-    }
-
-    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.check(&[Event::Write])?;
-        self.child.write(offset, buf, flags)
-    }
-
-    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
-        self.check(&[Event::Write])?;
-        self.child.write_zeroes(offset, len, flags)
-    }
-
-    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.check(&[Event::Discard])?;
-        self.child.discard(offset, len)
-    }
-
-    fn flush(&self) -> io::Result<()> {
-        self.check(&[Event::Flush])?;
-        self.child.flush()
-    }
-
-    fn zone_info(&self) -> Option<ZoneInfo> {
-        self.child.zone_info()
-    }
-
-    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
-        self.check(&[Event::Zone])?;
-        self.child.zone_report(offset, max)
-    }
-
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.check(&[Event::Zone])?;
-        self.child.zone_mgmt(op, offset, len)
-    }
-
-    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
-        self.check(&[Event::Zone, Event::Append])?;
-        self.child.zone_append(zone_start, data)
+    fn admit(&self, req: Request) -> io::Result<()> {
+        match req {
+            Request::Read(_) => self.check(&[Event::Read]),
+            Request::Write(_) => self.check(&[Event::Write]),
+            Request::Discard => self.check(&[Event::Discard]),
+            Request::Flush => self.check(&[Event::Flush]),
+            Request::ZoneReport | Request::ZoneMgmt => self.check(&[Event::Zone]),
+            Request::ZoneAppend(_) => self.check(&[Event::Zone, Event::Append]),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklayer::WriteFlags;
     use crate::blocklayer::null::NullNode;
 
     fn node(opts: &str) -> Result<Arc<dyn BlockDriver>, String> {
@@ -298,16 +252,18 @@ mod tests {
 
     #[test]
     fn counting_is_thread_safe() {
-        let n = BlkdebugNode {
-            child: Arc::new(NullNode::new(1 << 20)),
-            rules: vec![Rule {
-                event: Event::Flush,
-                errno: libc::EIO,
-                after: 100,
-                once: true,
-                seen: AtomicU64::new(0),
-            }],
-        };
+        let n = FilterNode::new(
+            Arc::new(NullNode::new(1 << 20)),
+            Blkdebug {
+                rules: vec![Rule {
+                    event: Event::Flush,
+                    errno: libc::EIO,
+                    after: 100,
+                    once: true,
+                    seen: AtomicU64::new(0),
+                }],
+            },
+        );
         let failed = AtomicU64::new(0);
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -321,7 +277,7 @@ mod tests {
             }
         });
         assert_eq!(failed.into_inner(), 1);
-        assert_eq!(n.rules[0].seen.load(Ordering::Relaxed), 400);
+        assert_eq!(n.policy().rules[0].seen.load(Ordering::Relaxed), 400);
     }
 
     #[test]

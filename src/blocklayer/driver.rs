@@ -135,3 +135,36 @@ pub(crate) fn write_zeroes_by_writing<D: BlockDriver + ?Sized>(
     }
     Ok(())
 }
+
+/// The outcome of one write carried out as a chain of requests, reported
+/// the way Linux reports a split write: the last request's error if it
+/// failed, else the first failed request's, else success.
+#[derive(Default)]
+pub(crate) struct ChainResult {
+    first: Option<io::Error>,
+    last: Option<io::Error>,
+}
+
+impl ChainResult {
+    pub(crate) fn add(&mut self, r: io::Result<()>) {
+        match r {
+            Ok(()) => self.last = None,
+            Err(e) => {
+                if self.first.is_none() {
+                    self.first = Some(match e.raw_os_error() {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::new(e.kind(), e.to_string()),
+                    });
+                }
+                self.last = Some(e);
+            }
+        }
+    }
+
+    pub(crate) fn finish(self) -> io::Result<()> {
+        match (self.last, self.first) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+}

@@ -15,6 +15,7 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 
 use super::OptionMap;
+use super::driver::ChainResult;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
 use super::zone_rules::{Dirty, ZoneCond, ZoneConfig, ZoneState};
 
@@ -242,14 +243,6 @@ macro_rules! forward_to_engine {
 }
 pub(crate) use forward_to_engine;
 
-/// An error with the same errno (or kind) as `e`.
-fn clone_error(e: &io::Error) -> io::Error {
-    match e.raw_os_error() {
-        Some(code) => io::Error::from_raw_os_error(code),
-        None => io::Error::new(e.kind(), e.to_string()),
-    }
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -388,24 +381,16 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             // Past the device end: refused whole, before any split.
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        let mut first_err = None;
-        let mut last_err = None;
+        let mut result = ChainResult::default();
         let mut pos = offset;
         while pos < end {
             let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
             let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
             let data = &buf[(pos - offset) as usize..(pos + n - offset) as usize];
-            let r = self.write_request(pos, data, held);
-            if let (Err(e), None) = (&r, &first_err) {
-                first_err = Some(clone_error(e));
-            }
-            last_err = r.err();
+            result.add(self.write_request(pos, data, held));
             pos += n;
         }
-        match (last_err, first_err) {
-            (Some(e), _) | (None, Some(e)) => Err(e),
-            (None, None) => Ok(()),
-        }
+        result.finish()
     }
 
     /// One request within one zone: all or nothing.

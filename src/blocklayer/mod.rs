@@ -16,6 +16,7 @@ pub mod aligned;
 pub mod blkdebug;
 pub mod emulated;
 pub mod file;
+pub mod filter;
 pub mod host_device;
 pub mod null;
 pub mod raw;

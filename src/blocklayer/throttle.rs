@@ -8,9 +8,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::filter::{FilterNode, FilterPolicy, Request};
 use super::open::open_child;
-use super::zone::{Zone, ZoneInfo, ZoneOp};
-use super::{BlockDriver, OpenFlags, OptionMap, Role, WriteFlags};
+use super::{BlockDriver, OpenFlags, OptionMap};
 
 /// One limit: `rate` units per second, `level` units owed.
 #[derive(Debug)]
@@ -48,8 +48,8 @@ struct State {
     last: Instant,
 }
 
-pub struct ThrottleNode {
-    child: Arc<dyn BlockDriver>,
+/// The policy of a `throttle` node: its buckets.
+pub struct Throttle {
     state: Mutex<State>,
 }
 
@@ -61,19 +61,22 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         return Err("throttle limits must be greater than zero".into());
     }
     let child = open_child(opts, "file", flags)?;
-    Ok(Arc::new(ThrottleNode {
-        child,
-        state: Mutex::new(State {
-            bps: bps.map(Bucket::new),
-            iops: iops.map(Bucket::new),
-            last: Instant::now(),
-        }),
-    }))
+    Ok(Arc::new(FilterNode::new(child, Throttle::new(bps, iops))))
 }
 
-impl ThrottleNode {
+impl Throttle {
+    fn new(bps: Option<u64>, iops: Option<u64>) -> Self {
+        Throttle {
+            state: Mutex::new(State {
+                bps: bps.map(Bucket::new),
+                iops: iops.map(Bucket::new),
+                last: Instant::now(),
+            }),
+        }
+    }
+
     /// Blocks until the buckets admit a request of `bytes`, then charges it.
-    fn admit(&self, bytes: u64) {
+    fn wait_for(&self, bytes: u64) {
         loop {
             let wait = {
                 let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,80 +105,31 @@ impl ThrottleNode {
     }
 }
 
-impl BlockDriver for ThrottleNode {
-    fn driver_name(&self) -> &'static str {
-        "throttle"
-    }
+impl FilterPolicy for Throttle {
+    const NAME: &'static str = "throttle";
 
-    fn role(&self) -> Role {
-        Role::Filter
-    }
-
-    fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
-        Some(&self.child)
-    }
-
-    fn length(&self) -> io::Result<u64> {
-        self.child.length()
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
-        self.admit(buf.len() as u64);
-        self.child.read(offset, buf)
-    }
-
-    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.admit(buf.len() as u64);
-        self.child.write(offset, buf, flags)
-    }
-
-    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
-        self.admit(len);
-        self.child.write_zeroes(offset, len, flags)
-    }
-
-    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
-        self.child.discard(offset, len)
-    }
-
-    fn flush(&self) -> io::Result<()> {
-        self.child.flush()
-    }
-
-    fn zone_info(&self) -> Option<ZoneInfo> {
-        self.child.zone_info()
-    }
-
-    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
-        self.child.zone_report(offset, max)
-    }
-
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.child.zone_mgmt(op, offset, len)
-    }
-
-    /// Appends count against the limits like writes.
-    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
-        self.admit(data.len() as u64);
-        self.child.zone_append(zone_start, data)
+    /// Reads, writes and zone appends count; the rest passes.
+    fn admit(&self, req: Request) -> io::Result<()> {
+        match req {
+            Request::Read(n) | Request::Write(n) | Request::ZoneAppend(n) => self.wait_for(n),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blocklayer::WriteFlags;
     use crate::blocklayer::null::NullNode;
 
     #[test]
     fn bandwidth_is_limited() {
-        let node = ThrottleNode {
-            child: Arc::new(NullNode::new(1 << 20)),
-            state: Mutex::new(State {
-                bps: Some(Bucket::new(1 << 20)),
-                iops: None,
-                last: Instant::now(),
-            }),
-        };
+        let node = FilterNode::new(
+            Arc::new(NullNode::new(1 << 20)),
+            Throttle::new(Some(1 << 20), None),
+        );
         let buf = vec![0u8; 64 * 1024];
         let start = Instant::now();
         // 640 KiB at 1 MiB/s with a 0.1 s burst: about half a second.
@@ -188,14 +142,10 @@ mod tests {
 
     #[test]
     fn iops_are_limited() {
-        let node = ThrottleNode {
-            child: Arc::new(NullNode::new(1 << 20)),
-            state: Mutex::new(State {
-                bps: None,
-                iops: Some(Bucket::new(100)),
-                last: Instant::now(),
-            }),
-        };
+        let node = FilterNode::new(
+            Arc::new(NullNode::new(1 << 20)),
+            Throttle::new(None, Some(100)),
+        );
         let mut buf = [0u8; 512];
         let start = Instant::now();
         for _ in 0..40 {
