@@ -125,7 +125,12 @@ fn decode_zone(w: &[u64], has_capacity: bool) -> Zone {
     let ztype = ZoneType::from_u8(tail[0]).unwrap_or(ZoneType::SeqWriteRequired);
     let cond = ZoneCond::from_u8(tail[1]).unwrap_or(ZoneCond::Offline);
     let cap = if has_capacity { w[4] << 9 } else { len };
-    let wp = if ztype == ZoneType::Conventional {
+    // The write pointer of a conventional, read-only or offline zone means
+    // nothing (ZBC and ZNS call it invalid; null_blk reports all ones for
+    // the last two): the zone's end, as zio's own devices report it.
+    let wp = if ztype == ZoneType::Conventional
+        || matches!(cond, ZoneCond::ReadOnly | ZoneCond::Offline)
+    {
         start + len
     } else {
         w[2] << 9
@@ -392,5 +397,13 @@ mod tests {
         d[25] = 0;
         let c = decode_zone(&words(&d), true);
         assert_eq!((c.wp, c.cond), (0x100000 << 9, ZoneCond::NotWp));
+        // null_blk's read-only and offline zones: wp (sector_t)-1.
+        d[16..24].copy_from_slice(&u64::MAX.to_ne_bytes());
+        d[24] = 2;
+        for (cond, want) in [(13, ZoneCond::ReadOnly), (15, ZoneCond::Offline)] {
+            d[25] = cond;
+            let f = decode_zone(&words(&d), true);
+            assert_eq!((f.wp, f.cond), (0x100000 << 9, want));
+        }
     }
 }

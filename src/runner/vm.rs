@@ -4,10 +4,11 @@
 //! are real zoned block devices, and judges them with the same code as a
 //! host run (same `.out`, `.out.bad`, diffs, report lines).
 //!
-//! Flow: [`needs`] reads each test's `# nullb:` / `# nvme:` lines and
-//! tests with equal lines share one boot ([`boot_order`]); the embedded
-//! `vm/mkinitramfs.sh` builds the base initramfs once per run (busybox,
-//! bash, zio and their libraries, the modules, the iotests, `vm/init`);
+//! Flow: [`needs`] reads each test's `# nullb:` (or `# nullb-configfs:`)
+//! and `# nvme:` lines and tests with equal lines share one boot
+//! ([`boot_order`]); the embedded `vm/mkinitramfs.sh` builds the base
+//! initramfs once per run (busybox, bash, zio and their libraries, the
+//! modules, the iotests, `vm/init`);
 //! each boot appends its group file as a small [`cpio`] archive, runs QEMU
 //! under a per-boot timeout, and [`protocol`] splits what `/init` wrote on
 //! the second serial port into per-test results, which become
@@ -463,8 +464,9 @@ fn prepare_boot(
     let nonce = nonce();
     let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
     let group = format!(
-        "NONCE={nonce}\nNULLB_PARAMS='{}'\nNVME={}\nTEST_TIMEOUT={}\nTESTS='{}'\nSHELL_MODE={}\n",
+        "NONCE={nonce}\nNULLB_PARAMS='{}'\nNULLB_CONFIGFS={}\nNVME={}\nTEST_TIMEOUT={}\nTESTS='{}'\nSHELL_MODE={}\n",
         needs.nullb_params().join(" "),
+        u8::from(needs.configfs),
         u8::from(needs.nvme.is_some()),
         cfg.timeout.as_secs().max(1),
         names.join(" "),

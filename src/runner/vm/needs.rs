@@ -1,5 +1,8 @@
 //! What a realdev test needs from the VM, read from its header lines:
-//! `# nullb: KEY=VALUE...` (null_blk module parameters) and optionally
+//! `# nullb: KEY=VALUE...` (null_blk module parameters) or
+//! `# nullb-configfs: KEY=VALUE...` (the same names and units, but the
+//! device is made through null_blk's configfs, which gives it the
+//! `zone_readonly` / `zone_offline` attributes), and optionally
 //! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G]`. Tests with
 //! equal needs share one boot.
 
@@ -12,8 +15,13 @@ pub const NULLB_BASE: [&str; 2] = ["nr_devices=1", "memory_backed=1"];
 /// The devices one boot provides.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Needs {
-    /// The words of the `# nullb:` line (without [`NULLB_BASE`]).
+    /// The words of the `# nullb:` (or `# nullb-configfs:`) line, without
+    /// [`NULLB_BASE`].
     pub nullb: Vec<String>,
+    /// The line was `# nullb-configfs:`: /dev/nullb0 is made through
+    /// configfs (null_blk loaded with nr_devices=0), not by module
+    /// parameters.
+    pub configfs: bool,
     /// The NVMe ZNS namespace, if the test has a `# nvme:` line.
     pub nvme: Option<Zns>,
 }
@@ -42,13 +50,24 @@ impl Default for Zns {
 impl Needs {
     /// Reads the header lines of a test script; an error names the bad word.
     pub fn of(script: &str) -> Result<Needs, String> {
-        let header = |tag: &str| {
+        let header = |tag: &str| -> Option<Vec<String>> {
             script
                 .lines()
                 .find_map(|l| l.strip_prefix(tag))
                 .map(|rest| rest.split_whitespace().map(str::to_string).collect())
         };
-        let nullb: Vec<String> = header("# nullb:").unwrap_or_default();
+        let (nullb, configfs) = match (header("# nullb:"), header("# nullb-configfs:")) {
+            (Some(_), Some(_)) => {
+                return Err("both `# nullb:` and `# nullb-configfs:` lines (want one)".into());
+            }
+            (None, Some(words)) => (words, true),
+            (words, None) => (words.unwrap_or_default(), false),
+        };
+        let line = if configfs {
+            "# nullb-configfs:"
+        } else {
+            "# nullb:"
+        };
         for word in &nullb {
             let ok = word.split_once('=').is_some_and(|(k, v)| {
                 !k.is_empty()
@@ -58,17 +77,23 @@ impl Needs {
                         .all(|c| c.is_ascii_alphanumeric() || ".,_-".contains(c))
             });
             if !ok {
-                return Err(format!("bad `# nullb:` word '{word}' (want PARAM=VALUE)"));
+                return Err(format!("bad `{line}` word '{word}' (want PARAM=VALUE)"));
             }
         }
         let nvme = match header("# nvme:") {
             None => None,
             Some(words) => Some(parse_zns(&words)?),
         };
-        Ok(Needs { nullb, nvme })
+        Ok(Needs {
+            nullb,
+            configfs,
+            nvme,
+        })
     }
 
-    /// The null_blk module parameters of this boot.
+    /// The null_blk parameters of this boot: module parameters, or with
+    /// [`Needs::configfs`] the configfs attributes (`/init` turns `gb=N`
+    /// into `size=N*1024` and writes the rest as they are).
     pub fn nullb_params(&self) -> Vec<String> {
         NULLB_BASE
             .iter()
@@ -102,6 +127,9 @@ impl fmt::Display for Needs {
     /// `null_blk zoned=1 ...` and `+ nvme zns zone_size=..`, for progress lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "null_blk")?;
+        if self.configfs {
+            write!(f, " (configfs)")?;
+        }
         for w in &self.nullb {
             write!(f, " {w}")?;
         }
@@ -157,6 +185,7 @@ mod tests {
             .unwrap();
         assert_eq!(n.nullb, ["zoned=1", "zone_size=64", "gb=1"]);
         assert_eq!(n.nvme, None);
+        assert!(!n.configfs);
         assert_eq!(
             n.nullb_params(),
             [
@@ -182,6 +211,22 @@ mod tests {
             args.ends_with("zoned.zone_size=16M,zoned.zone_capacity=8M"),
             "{args}"
         );
+    }
+
+    #[test]
+    fn configfs_line() {
+        let n = Needs::of("# nullb-configfs: zoned=1 zone_size=4 gb=1\n").unwrap();
+        assert!(n.configfs);
+        assert_eq!(n.nullb, ["zoned=1", "zone_size=4", "gb=1"]);
+        assert_eq!(
+            n.to_string(),
+            "null_blk (configfs) zoned=1 zone_size=4 gb=1"
+        );
+        // Not the same boot as the module-parameter device.
+        assert_ne!(n, Needs::of("# nullb: zoned=1 zone_size=4 gb=1\n").unwrap());
+        assert!(Needs::of("# nullb: zoned=1\n# nullb-configfs: zoned=1\n").is_err());
+        let e = Needs::of("# nullb-configfs: zoned\n").unwrap_err();
+        assert!(e.contains("`# nullb-configfs:`"), "{e}");
     }
 
     #[test]
