@@ -89,30 +89,52 @@ fn run(dir: &Path, scratch: &Path, args: &[&str]) -> Run {
     run_env(dir, scratch, args, &[])
 }
 
-/// The words of the result line of test `name`, e.g. `["ok", "pass", "0.0s"]`.
-fn result_words<'a>(stdout: &'a str, name: &str) -> Vec<&'a str> {
+/// One test's human result line, e.g.
+/// `ok        pass       0.0s (was 0.1s)  reason`, taken apart.
+#[derive(Debug)]
+struct ResultLine {
+    status: String,
+    secs: f64,
+    /// The `(was 0.1s)` column: the test's time when it last ran.
+    was: Option<f64>,
+    reason: String,
+}
+
+/// `12.3s` as seconds.
+fn secs_of(word: &str, line: &str) -> f64 {
+    word.strip_suffix('s')
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad time {word:?} in {line:?}"))
+}
+
+/// The result line of test `name` in a human report.
+fn result_line(stdout: &str, name: &str) -> ResultLine {
     let line = stdout
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name))
         .unwrap_or_else(|| panic!("no result line for {name} in:\n{stdout}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let time = if words[1] == "not" {
-        words[3]
-    } else {
-        words[2]
-    };
-    let secs = time.strip_suffix('s').expect("time ends in s");
-    assert!(secs.parse::<f64>().is_ok(), "bad time {time:?} in {line:?}");
-    words
+    assert!(!line.contains('\x1b'), "colour in a pipe: {line:?}");
+    let mut words = line.split_whitespace().skip(1).peekable();
+    let mut status = words.next().unwrap().to_string();
+    if status == "not" {
+        assert_eq!(words.next(), Some("run"), "{line:?}");
+        status = "not run".into();
+    }
+    let secs = secs_of(words.next().expect("a time"), line);
+    let was = words.next_if_eq(&"(was").map(|_| {
+        let word = words.next().expect("a previous time");
+        secs_of(word.strip_suffix(')').expect("(was Ns)"), line)
+    });
+    ResultLine {
+        status,
+        secs,
+        was,
+        reason: words.collect::<Vec<_>>().join(" "),
+    }
 }
 
 fn status_of(stdout: &str, name: &str) -> String {
-    let words = result_words(stdout, name);
-    if words[1] == "not" {
-        "not run".to_string()
-    } else {
-        words[1].to_string()
-    }
+    result_line(stdout, name).status
 }
 
 #[test]
@@ -151,9 +173,9 @@ fn notrun_reports_reason_and_is_not_counted() {
     let scratch = temp_dir("notrun");
     let r = run(&fixture("pass"), &scratch, &["skipped"]);
     assert_eq!(r.code, 0, "{}", r.stdout);
-    let words = result_words(&r.stdout, "skipped");
-    assert_eq!(words[1..3], ["not", "run"]);
-    assert_eq!(words[4..].join(" "), "needs a zoned device");
+    let line = result_line(&r.stdout, "skipped");
+    assert_eq!(line.status, "not run");
+    assert_eq!(line.reason, "needs a zoned device");
     assert!(
         r.stdout
             .ends_with("Not run: skipped\nPassed all 0 iotests\n")
@@ -166,9 +188,9 @@ fn output_mismatch_fails_with_diff_bad_file_and_rerun() {
     let dir = fixture("mixed");
     let r = run(&dir, &scratch, &["bad_output"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    let words = result_words(&r.stdout, "bad_output");
-    assert_eq!(words[1], "fail");
-    assert_eq!(words[3..].join(" "), "output mismatch");
+    let line = result_line(&r.stdout, "bad_output");
+    assert_eq!(line.status, "fail");
+    assert_eq!(line.reason, "output mismatch");
 
     let bad = scratch.join("bad_output.out.bad");
     // Paths below the cwd (the manifest dir) are shown relative to it.
@@ -224,9 +246,9 @@ fn nonzero_exit_fails_with_status() {
     let scratch = temp_dir("exit-status");
     let r = run(&fixture("mixed"), &scratch, &["bad_exit"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    let words = result_words(&r.stdout, "bad_exit");
-    assert_eq!(words[1], "fail");
-    assert_eq!(words[3..].join(" "), "exit status 3");
+    let line = result_line(&r.stdout, "bad_exit");
+    assert_eq!(line.status, "fail");
+    assert_eq!(line.reason, "exit status 3");
     assert!(!r.stdout.contains("\n--- "), "output matched, so no diff");
 }
 
@@ -264,10 +286,7 @@ fn bless_rewrites_out_and_refuses_under_ci() {
 
     let blessed = run(&dir, &scratch, &["--bless", "bad_output"]);
     assert_eq!(blessed.code, 0, "{}", blessed.stdout);
-    assert_eq!(
-        result_words(&blessed.stdout, "bad_output")[3..],
-        ["blessed"]
-    );
+    assert_eq!(result_line(&blessed.stdout, "bad_output").reason, "blessed");
     assert!(
         blessed.stdout.contains("\n-expected line\n+actual line\n"),
         "diff still shown"
@@ -400,9 +419,10 @@ fn timeout_kills_the_process_group() {
     let r = run(&fixture("hang"), &scratch, &["--timeout", "1"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.elapsed < Duration::from_secs(10), "took {:?}", r.elapsed);
-    let words = result_words(&r.stdout, "hang");
-    assert_eq!(words[1], "fail");
-    assert_eq!(words[3..].join(" "), "timed out after 1 s");
+    let line = result_line(&r.stdout, "hang");
+    assert_eq!(line.status, "fail");
+    assert_eq!(line.reason, "timed out after 1 s");
+    assert!(line.secs >= 1.0, "{line:?}");
 
     // The script's background child was in its process group: gone too.
     let pid = fs::read_to_string(scratch.join("hang/bg.pid")).unwrap();
@@ -470,4 +490,116 @@ fn usage_and_setup_errors_exit_2() {
         .arg("--scratch")
         .arg(&scratch);
     check(finish(cmd), "missing zio");
+}
+
+/// Whether `text` holds an ANSI colour escape.
+fn has_colour(text: &str) -> bool {
+    text.contains("\x1b[")
+}
+
+#[test]
+fn color_always_colours_status_words() {
+    let scratch = temp_dir("color-always");
+    let r = run(&fixture("pass"), &scratch, &["--color", "always"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let ok = r.stdout.lines().find(|l| l.starts_with("ok ")).unwrap();
+    assert!(ok.contains("\x1b[32mpass\x1b[0m"), "{ok:?}");
+    let skipped = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("skipped "))
+        .unwrap();
+    assert!(skipped.contains("\x1b[33mnot run\x1b[0m"), "{skipped:?}");
+    // Colour does not move the columns: without the escapes the line is
+    // what a plain run prints.
+    let plain = ok.replace("\x1b[32m", "").replace("\x1b[0m", "");
+    assert!(plain.starts_with("ok           pass   "), "{plain:?}");
+    // NO_COLOR does not override an explicit --color always.
+    let r = run_env(
+        &fixture("mixed"),
+        &scratch,
+        &["--color", "always", "bad_exit"],
+        &[("NO_COLOR", "1")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("\x1b[31mfail\x1b[0m"), "{}", r.stdout);
+    // TAP is never coloured.
+    let tap = run(&fixture("pass"), &scratch, &["--color", "always", "--tap"]);
+    assert!(!has_colour(&tap.stdout), "{}", tap.stdout);
+}
+
+#[test]
+fn color_never_no_color_and_pipes_are_plain() {
+    let scratch = temp_dir("color-never");
+    let dir = fixture("mixed");
+    for (args, envs) in [
+        (&["--color", "never"][..], &[][..]),
+        (&["--color=auto"][..], &[("NO_COLOR", "1")][..]),
+        // Auto into a pipe (as here, and in CI logs): no colour either.
+        (&[][..], &[][..]),
+    ] {
+        let mut all = args.to_vec();
+        all.extend(["bad_exit", "good"]);
+        let r = run_env(&dir, &scratch, &all, envs);
+        assert_eq!(r.code, 1, "{args:?} {envs:?}: {}", r.stdout);
+        assert!(!has_colour(&r.stdout), "{args:?} {envs:?}: {}", r.stdout);
+        assert_eq!(status_of(&r.stdout, "good"), "pass");
+        assert_eq!(status_of(&r.stdout, "bad_exit"), "fail");
+    }
+    let bad = run(&dir, &scratch, &["--color", "sometimes"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
+fn second_run_shows_previous_times() {
+    let scratch = temp_dir("previous-times");
+    let dir = fixture("mixed");
+    let first = run(&dir, &scratch, &["good", "bad_exit"]);
+    assert_eq!(first.code, 1, "{}", first.stdout);
+    for name in ["good", "bad_exit"] {
+        assert_eq!(
+            result_line(&first.stdout, name).was,
+            None,
+            "{}",
+            first.stdout
+        );
+    }
+
+    let second = run(&dir, &scratch, &["good", "bad_exit", "bad_output"]);
+    assert_eq!(second.code, 1, "{}", second.stdout);
+    let good1 = result_line(&first.stdout, "good");
+    let good2 = result_line(&second.stdout, "good");
+    assert_eq!(good2.status, "pass");
+    assert_eq!(good2.was, Some(good1.secs), "{}", second.stdout);
+    let bad_exit = result_line(&second.stdout, "bad_exit");
+    assert_eq!(
+        bad_exit.was,
+        Some(result_line(&first.stdout, "bad_exit").secs)
+    );
+    // The reason still comes after the column.
+    assert_eq!(bad_exit.reason, "exit status 3");
+    // A test that never ran before has none, and its line stays aligned.
+    let new = result_line(&second.stdout, "bad_output");
+    assert_eq!((new.was, new.reason.as_str()), (None, "output mismatch"));
+    let column = |name: &str| {
+        let line = second.stdout.lines().find(|l| l.starts_with(name)).unwrap();
+        line.find("exit status 3")
+            .or_else(|| line.find("output mismatch"))
+            .unwrap()
+    };
+    assert_eq!(
+        column("bad_exit"),
+        column("bad_output"),
+        "{}",
+        second.stdout
+    );
+
+    // The times live in the state file beside the --failed list.
+    let state = fs::read_to_string(scratch.join(".last-failed")).unwrap();
+    assert!(state.contains("good\tpass\t"), "{state}");
+    assert!(state.contains("bad_exit\tfail\t"), "{state}");
+    assert_eq!(
+        listed(&dir, &scratch, &["--failed"]),
+        "bad_exit\nbad_output\n"
+    );
 }

@@ -2,7 +2,7 @@
 //! and drives discovery, selection, the run, the report and the exit code.
 
 use std::env;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::thread;
@@ -14,10 +14,10 @@ use clap::Parser;
 use super::config::{Config, display_path};
 use super::discover::discover;
 use super::outcome::{Status, shell_quote};
-use super::report::{Format, Reporter};
+use super::report::{ColorChoice, Format, Reporter};
 use super::schedule::run_all;
 use super::select::{Selection, select};
-use super::state::{load_failed, record_run};
+use super::state::{load_failed, load_times, record_run};
 use super::vm::{REALDEV_GROUP, VmOptions, boot_order, run_vm, shell};
 
 /// Set by `run-iotests.sh` to its own `$0`: rerun hints name the script,
@@ -57,6 +57,10 @@ pub struct Cli {
     /// Print TAP version 13 instead of the human report.
     #[arg(long)]
     pub tap: bool,
+    /// Colour the status words: auto (on a terminal, unless NO_COLOR is
+    /// set), always or never. TAP output is never coloured.
+    #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
     /// Keep the scratch directories of passing tests too.
     #[arg(long)]
     pub keep: bool,
@@ -177,7 +181,14 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         ));
     }
     let format = if cli.tap { Format::Tap } else { Format::Human };
-    let reporter = Reporter::new(format, tests.iter().map(|t| t.name.as_str()));
+    let names = || tests.iter().map(|t| t.name.as_str());
+    let color = cli.color.enabled(
+        io::stdout().is_terminal(),
+        env::var_os("NO_COLOR").as_deref(),
+    );
+    let reporter = Reporter::new(format, names())
+        .with_color(color)
+        .with_previous(names(), &load_times(&scratch)?);
     if tests.is_empty() {
         eprintln!("zio-iotests: no iotests selected");
         emit(&reporter.header());
@@ -211,14 +222,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     };
     emit(&reporter.summary(&verdicts));
 
-    record_run(
-        &cfg.scratch_root,
-        verdicts.iter().map(|v| v.name.as_str()),
-        verdicts
-            .iter()
-            .filter(|v| v.status == Status::Fail)
-            .map(|v| v.name.as_str()),
-    )?;
+    record_run(&cfg.scratch_root, &verdicts)?;
     Ok(if verdicts.iter().any(|v| v.runner_error) {
         ExitCode::from(2)
     } else if verdicts.iter().any(|v| v.status == Status::Fail) {

@@ -1,7 +1,56 @@
 //! Reporting: the per-test lines, diffs and summary, in the human format
 //! (one aligned line per test) or as TAP version 13. Pure formatting.
+//!
+//! A human result line is the name, the status, the time the test took,
+//! the time it took when it last ran (when known) and the reason:
+//!
+//! ```text
+//! zone-append  pass       0.1s (was 0.2s)
+//! bad          fail       0.0s (was 0.0s)  output mismatch
+//! skipped      not run    0.0s             needs a zoned device
+//! ```
+//!
+//! With colour on, only the status word is coloured (green `pass`, red
+//! `fail`, yellow `not run`), as qemu-iotests' `check` does on a terminal.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsStr;
+use std::time::Duration;
 
 use super::outcome::{Status, Verdict};
+
+/// When to colour the status words (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset or empty.
+    #[default]
+    Auto,
+    /// Always colour, even into a pipe or file.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether to colour, given whether stdout is a terminal and the value
+    /// of `NO_COLOR` (<https://no-color.org>: set and not empty disables
+    /// colour). An explicit `always` or `never` wins over both.
+    pub fn enabled(self, stdout_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => stdout_is_terminal && no_color.is_none_or(OsStr::is_empty),
+        }
+    }
+}
+
+const GREEN: &str = "\x1b[32m";
+const RED: &str = "\x1b[31m";
+const YELLOW: &str = "\x1b[33m";
+const RESET: &str = "\x1b[0m";
+
+/// Width of the status column: `not run`, the longest status word.
+const STATUS_WIDTH: usize = 7;
 
 /// Output format of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +65,11 @@ pub struct Reporter {
     format: Format,
     name_width: usize,
     total: usize,
+    color: bool,
+    /// Each test's time when it last ran, for the `(was ...)` column.
+    previous: HashMap<String, Duration>,
+    /// Width of that column: 0 when no test has a previous time.
+    was_width: usize,
 }
 
 impl Reporter {
@@ -30,7 +84,33 @@ impl Reporter {
             format,
             name_width,
             total,
+            color: false,
+            previous: HashMap::new(),
+            was_width: 0,
         }
+    }
+
+    /// Colours the status words of human lines (never TAP).
+    pub fn with_color(mut self, color: bool) -> Reporter {
+        self.color = color;
+        self
+    }
+
+    /// Shows `(was T)` after the time of each test found in `previous`
+    /// (test name to its time when it last ran). Only the entries of this
+    /// run's tests are kept, and the column is as wide as the widest.
+    pub fn with_previous<'a>(
+        mut self,
+        names: impl IntoIterator<Item = &'a str>,
+        previous: &BTreeMap<String, Duration>,
+    ) -> Reporter {
+        for name in names {
+            if let Some(&t) = previous.get(name) {
+                self.was_width = self.was_width.max(was_text(t).len());
+                self.previous.insert(name.to_string(), t);
+            }
+        }
+        self
     }
 
     /// What comes before the first test: the TAP version and plan.
@@ -50,12 +130,28 @@ impl Reporter {
     }
 
     fn human_verdict(&self, v: &Verdict) -> String {
-        let time = format!("{:.1}s", v.elapsed.as_secs_f64());
+        let label = v.status.label();
+        let pad = " ".repeat(STATUS_WIDTH.saturating_sub(label.len()));
+        let status = match (self.color, v.status) {
+            (false, _) => format!("{label}{pad}"),
+            (true, Status::Pass) => format!("{GREEN}{label}{RESET}{pad}"),
+            (true, Status::Fail) => format!("{RED}{label}{RESET}{pad}"),
+            (true, Status::NotRun) => format!("{YELLOW}{label}{RESET}{pad}"),
+        };
+        let was = match self.previous.get(&v.name) {
+            // A skip's time says nothing about the test: no comparison.
+            Some(&t) if v.status != Status::NotRun => was_text(t),
+            _ => String::new(),
+        };
+        let was_column = if self.was_width > 0 {
+            format!(" {was:<w$}", w = self.was_width)
+        } else {
+            String::new()
+        };
         let line = format!(
-            "{:<width$}  {:<7}  {:>6}  {}",
+            "{:<width$}  {status}  {:>6}{was_column}  {}",
             v.name,
-            v.status.label(),
-            time,
+            seconds(v.elapsed),
             v.reason,
             width = self.name_width
         );
@@ -105,6 +201,16 @@ impl Reporter {
             .map(|line| format!("{prefix}{line}\n"))
             .collect()
     }
+}
+
+/// A duration as the report shows it: `0.3s`.
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The previous-time column's text: `(was 0.3s)`.
+fn was_text(d: Duration) -> String {
+    format!("(was {})", seconds(d))
 }
 
 /// Lines shown under a test's result line: the diff, and for failures
@@ -175,6 +281,62 @@ mod tests {
             "Not run: 003\nFailures: long-name\nFailed 1 of 2 iotests\n"
         );
         assert_eq!(r.summary(&vs[..1]), "Passed all 1 iotests\n");
+    }
+
+    #[test]
+    fn previous_times_and_colour() {
+        let vs = [
+            verdict("a", Status::Pass, ""),
+            verdict("bb", Status::Fail, "output mismatch"),
+            verdict("c", Status::NotRun, "why"),
+        ];
+        let names = || vs.iter().map(|v| v.name.as_str());
+        let previous = [
+            ("a".to_string(), Duration::from_millis(12_340)),
+            ("bb".to_string(), Duration::from_millis(200)),
+            ("c".to_string(), Duration::from_millis(100)),
+            ("other".to_string(), Duration::from_secs(999)),
+        ]
+        .into_iter()
+        .collect();
+        let r = Reporter::new(Format::Human, names()).with_previous(names(), &previous);
+        assert_eq!(r.verdict(0, &vs[0]), "a   pass       0.3s (was 12.3s)\n");
+        assert_eq!(
+            r.verdict(1, &vs[1]).lines().next().unwrap(),
+            "bb  fail       0.3s (was 0.2s)   output mismatch"
+        );
+        assert_eq!(
+            r.verdict(2, &vs[2]),
+            "c   not run    0.3s              why\n"
+        );
+
+        let r = r.with_color(true);
+        assert_eq!(
+            r.verdict(0, &vs[0]),
+            "a   \x1b[32mpass\x1b[0m       0.3s (was 12.3s)\n"
+        );
+        assert!(
+            r.verdict(1, &vs[1])
+                .starts_with("bb  \x1b[31mfail\x1b[0m   ")
+        );
+        assert!(
+            r.verdict(2, &vs[2])
+                .starts_with("c   \x1b[33mnot run\x1b[0m  ")
+        );
+        let tap = Reporter::new(Format::Tap, names()).with_color(true);
+        assert_eq!(tap.verdict(0, &vs[0]), "ok 1 - a\n");
+    }
+
+    #[test]
+    fn colour_choice() {
+        let empty = OsStr::new("");
+        let set = OsStr::new("1");
+        assert!(ColorChoice::Auto.enabled(true, None));
+        assert!(ColorChoice::Auto.enabled(true, Some(empty)));
+        assert!(!ColorChoice::Auto.enabled(true, Some(set)));
+        assert!(!ColorChoice::Auto.enabled(false, None));
+        assert!(ColorChoice::Always.enabled(false, Some(set)));
+        assert!(!ColorChoice::Never.enabled(true, None));
     }
 
     #[test]
