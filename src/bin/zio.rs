@@ -2,19 +2,22 @@
 //! embedded default), then runs commands from `-c`, a terminal (rustyline)
 //! or a script on stdin. Exit status 1 if any command failed.
 
-use std::io::{self, BufRead, IsTerminal};
+use std::borrow::Cow;
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use rustyline::completion::Completer;
+use clap::{CommandFactory, Parser, Subcommand};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::{Hint, Hinter};
 use rustyline::history::DefaultHistory;
-use rustyline::{Editor, Helper, Highlighter, Hinter, Validator};
+use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 
 use zio::blocklayer::emulated::take_zone_config;
 use zio::blocklayer::{OpenRequest, OptionMap, open_image, zoned, zoned_check};
-use zio::commands::{Console, Shell, Status, table};
+use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio::units::parse_size;
 
 /// What `zio` opens when no image is named: a zoned null device with the
@@ -98,6 +101,60 @@ enum Action {
         /// The zoned image
         file: String,
     },
+    /// Print a shell completion script to stdout
+    ///
+    /// For example: zio completions bash > ~/.local/share/bash-completion/completions/zio
+    Completions {
+        /// The shell to complete for
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout
+    ///
+    /// For example: zio man > ~/.local/share/man/man1/zio.1
+    Man,
+}
+
+/// `zio man`: clap's page, plus a COMMANDS section listing the shell's
+/// commands with their usage lines and aliases (before VERSION).
+fn manpage(out: &mut dyn Write) -> io::Result<()> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    let page = String::from_utf8_lossy(&page).into_owned();
+    let mut cmds = String::from(
+        ".SH COMMANDS\nCommands given with \\fB\\-c\\fR or typed at the prompt; \\fBhelp\\fR \\fIcommand\\fR explains one.\n",
+    );
+    for c in table() {
+        cmds.push_str(".TP\n\\fB");
+        cmds.push_str(&roff_escape(c.name));
+        cmds.push_str("\\fR");
+        if let Some(a) = c.args.filter(|a| !a.is_empty()) {
+            cmds.push(' ');
+            cmds.push_str(&roff_escape(a));
+        }
+        if let Some(alt) = c.altname {
+            cmds.push_str(&format!(" (alias \\fB{}\\fR)", roff_escape(alt)));
+        }
+        cmds.push('\n');
+        cmds.push_str(&roff_escape(c.oneline));
+        cmds.push('\n');
+    }
+    let page = match page.find("\n.SH VERSION") {
+        Some(i) => format!("{}\n{}{}", &page[..i], cmds, &page[i + 1..]),
+        None => format!("{page}{cmds}"),
+    };
+    out.write_all(page.as_bytes())
+}
+
+/// Text safe inside a roff line: backslashes and hyphens escaped, and no
+/// line starting with a control character.
+fn roff_escape(s: &str) -> String {
+    let e = s.replace('\\', "\\e").replace('-', "\\-");
+    if e.starts_with(['.', '\'']) {
+        format!("\\&{e}")
+    } else {
+        e
+    }
 }
 
 /// `zio create`: one line as qemu-img prints it, or one error line.
@@ -134,6 +191,21 @@ fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<St
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Action::Completions { shell }) = &cli.action {
+        let mut cmd = Cli::command();
+        clap_complete::generate(*shell, &mut cmd, "zio", &mut io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(Action::Man) = &cli.action {
+        return match manpage(&mut io::stdout().lock()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("zio: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Action::Check { repair, file }) = &cli.action {
         let mut say = |l: &str| println!("{l}");
         let verdict = zoned_check::check(file, *repair, &mut say);
@@ -230,34 +302,235 @@ fn run_lines(shell: &mut Shell, lines: impl Iterator<Item = io::Result<String>>)
     failed
 }
 
-/// Completes the command word with command names and aliases.
-#[derive(Helper, Hinter, Highlighter, Validator)]
-struct CommandCompleter;
+/// Line editing help at the prompt: Tab completes command names and
+/// aliases, the options of the command being typed (from its extended
+/// help), command names after `help`, and paths after `open`; the usage of
+/// the typed command is hinted (dimmed) after the cursor.
+#[derive(Helper, Validator)]
+struct LineHelper {
+    files: FilenameCompleter,
+}
 
-impl Completer for CommandCompleter {
-    type Candidate = String;
+impl LineHelper {
+    fn new() -> Self {
+        LineHelper {
+            files: FilenameCompleter::new(),
+        }
+    }
+}
+
+/// The options of a command with a description each: the ` -X, -- text`
+/// lines of its extended help, else the letters of its usage string.
+fn command_flags(c: &Command) -> Vec<(String, String)> {
+    let mut flags: Vec<(String, String)> = Vec::new();
+    if let Some(help) = c.help {
+        let mut last: Option<usize> = None;
+        for line in help.lines() {
+            let t = line.trim_start();
+            let b = t.as_bytes();
+            if b.len() >= 3
+                && b[0] == b'-'
+                && b[1].is_ascii_alphabetic()
+                && t[2..].starts_with(", --")
+            {
+                let desc = t[6.min(t.len())..].trim().to_string();
+                flags.push((t[..2].to_string(), desc));
+                last = Some(flags.len() - 1);
+            } else if line.starts_with("        ") && !t.is_empty() {
+                // A description continued on the next line.
+                if let Some(i) = last {
+                    flags[i].1.push(' ');
+                    flags[i].1.push_str(t);
+                }
+            } else {
+                last = None;
+            }
+        }
+    }
+    if flags.is_empty()
+        && let Some(args) = c.args
+    {
+        // "[-abC] [-P pattern]": every letter of a word in brackets after '-'.
+        for word in args.split(|ch: char| ch.is_whitespace() || ch == '[' || ch == ']') {
+            if let Some(letters) = word.strip_prefix('-') {
+                for l in letters.chars().filter(char::is_ascii_alphabetic) {
+                    flags.push((format!("-{l}"), String::new()));
+                }
+            }
+        }
+    }
+    flags.sort_by(|a, b| a.0.cmp(&b.0));
+    flags.dedup_by(|a, b| a.0 == b.0);
+    flags
+}
+
+/// Command names and aliases starting with `word`, sorted.
+fn names_starting(word: &str) -> Vec<&'static str> {
+    let mut names: Vec<&str> = table()
+        .iter()
+        .flat_map(|c| std::iter::once(c.name).chain(c.altname))
+        .filter(|n| n.starts_with(word))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn plain(s: String) -> Pair {
+    Pair {
+        display: s.trim_end().to_string(),
+        replacement: s,
+    }
+}
+
+impl Completer for LineHelper {
+    type Candidate = Pair;
 
     fn complete(
         &self,
         line: &str,
         pos: usize,
-        _ctx: &rustyline::Context<'_>,
-    ) -> rustyline::Result<(usize, Vec<String>)> {
+        ctx: &rustyline::Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<Pair>)> {
         let head = &line[..pos];
-        if head.trim_start().contains(' ') {
-            return Ok((pos, Vec::new()));
+        let words: Vec<&str> = head.split_whitespace().collect();
+        let typing_new = head.ends_with(char::is_whitespace);
+        // The word under the cursor and where it starts.
+        let (word, word_start) = if typing_new || words.is_empty() {
+            ("", pos)
+        } else {
+            let w = words[words.len() - 1];
+            (w, pos - w.len())
+        };
+        let index = if typing_new {
+            words.len()
+        } else {
+            words.len().saturating_sub(1)
+        };
+        if index == 0 {
+            let names = names_starting(word)
+                .into_iter()
+                .map(|n| plain(format!("{n} ")))
+                .collect();
+            return Ok((word_start, names));
         }
-        let start = head.len() - head.trim_start().len();
-        let word = &head[start..];
-        let mut names: Vec<String> = table()
+        let Some(cmd) = find(words[0]) else {
+            return Ok((pos, Vec::new()));
+        };
+        if word.starts_with('-') {
+            let flags = command_flags(cmd)
+                .into_iter()
+                .filter(|(f, _)| f.starts_with(word))
+                .map(|(f, d)| Pair {
+                    display: if d.is_empty() {
+                        f.clone()
+                    } else {
+                        format!("{f}  {d}")
+                    },
+                    replacement: format!("{f} "),
+                })
+                .collect();
+            return Ok((word_start, flags));
+        }
+        match cmd.name {
+            "help" if index == 1 => {
+                let names = names_starting(word)
+                    .into_iter()
+                    .map(|n| plain(n.to_string()))
+                    .collect();
+                Ok((word_start, names))
+            }
+            "open" => {
+                // Not the value of an option that takes one.
+                let prev = if typing_new {
+                    words.last()
+                } else {
+                    words.get(words.len() - 2)
+                };
+                if prev.is_some_and(|p| matches!(*p, "-o" | "-t" | "-d")) {
+                    return Ok((pos, Vec::new()));
+                }
+                self.files.complete(line, pos, ctx)
+            }
+            _ => Ok((pos, Vec::new())),
+        }
+    }
+}
+
+/// What the prompt shows after the cursor: the rest of a command name
+/// (Right arrow takes it), or the usage of the typed command (display
+/// only).
+struct LineHint {
+    display: String,
+    completion: Option<String>,
+}
+
+impl Hint for LineHint {
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn completion(&self) -> Option<&str> {
+        self.completion.as_deref()
+    }
+}
+
+/// The hint for `line` with the cursor at `pos` (at its end).
+fn hint_for(line: &str, pos: usize) -> Option<LineHint> {
+    if pos < line.len() || line.trim().is_empty() {
+        return None;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    if words.len() == 1 && !line.ends_with(char::is_whitespace) {
+        // A unique command name this word starts: hint its rest.
+        let word = words[0];
+        let names = names_starting(word);
+        let canonical: Vec<&str> = names
             .iter()
-            .flat_map(|c| std::iter::once(c.name).chain(c.altname))
-            .filter(|n| n.starts_with(word))
-            .map(|n| format!("{n} "))
+            .filter_map(|n| find(n))
+            .map(|c| c.name)
             .collect();
-        names.sort();
-        names.dedup();
-        Ok((start, names))
+        if names.len() == 1
+            || (!canonical.is_empty() && canonical.iter().all(|n| *n == canonical[0]))
+        {
+            let name = if names.len() == 1 {
+                names[0]
+            } else {
+                canonical[0]
+            };
+            if name.len() > word.len() && name.starts_with(word) {
+                let rest = name[word.len()..].to_string();
+                return Some(LineHint {
+                    display: rest.clone(),
+                    completion: Some(rest),
+                });
+            }
+        }
+        return None;
+    }
+    if words.len() == 1 {
+        let c = find(words[0])?;
+        let args = c.args.filter(|a| !a.is_empty())?;
+        return Some(LineHint {
+            display: args.to_string(),
+            completion: None,
+        });
+    }
+    None
+}
+
+impl Hinter for LineHelper {
+    type Hint = LineHint;
+
+    fn hint(&self, line: &str, pos: usize, _ctx: &rustyline::Context<'_>) -> Option<LineHint> {
+        hint_for(line, pos)
+    }
+}
+
+impl Highlighter for LineHelper {
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        // Dim, so the hint does not read as typed text.
+        Cow::Owned(format!("\x1b[2m{hint}\x1b[0m"))
     }
 }
 
@@ -269,7 +542,10 @@ fn history_path() -> Option<PathBuf> {
 }
 
 fn interactive(shell: &mut Shell) -> bool {
-    let mut rl: Editor<CommandCompleter, DefaultHistory> = match Editor::new() {
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .build();
+    let mut rl: Editor<LineHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(rl) => rl,
         Err(e) => {
             shell
@@ -278,7 +554,7 @@ fn interactive(shell: &mut Shell) -> bool {
             return run_lines(shell, io::stdin().lock().lines());
         }
     };
-    rl.set_helper(Some(CommandCompleter));
+    rl.set_helper(Some(LineHelper::new()));
     let history = history_path();
     if let Some(h) = &history {
         let _ = rl.load_history(h);
@@ -313,4 +589,55 @@ fn interactive(shell: &mut Shell) -> bool {
         let _ = rl.save_history(h);
     }
     failed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hints_usage_and_the_rest_of_a_unique_name() {
+        let h = hint_for("read ", 5).unwrap();
+        assert_eq!(h.display(), find("read").unwrap().args.unwrap());
+        assert_eq!(h.completion(), None);
+        let h = hint_for("zone_rep", 8).unwrap();
+        assert_eq!((h.display(), h.completion()), ("ort", Some("ort")));
+        assert!(hint_for("rea", 3).is_none(), "read and readv");
+        assert!(hint_for("flush ", 6).is_none(), "no operands");
+        assert!(hint_for("read 0", 6).is_none());
+        assert!(hint_for("read ", 2).is_none(), "cursor inside the line");
+    }
+
+    #[test]
+    fn flags_come_from_the_extended_help() {
+        let read = command_flags(find("read").unwrap());
+        let names: Vec<&str> = read.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names, ["-C", "-P", "-l", "-p", "-q", "-r", "-s", "-v"]);
+        assert!(read[1].1.contains("pattern"));
+        let open = command_flags(find("o").unwrap());
+        let names: Vec<&str> = open.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(names, ["-U", "-d", "-n", "-o", "-r", "-t"]);
+        // A continued description is joined.
+        assert!(
+            open.iter()
+                .any(|(f, d)| f == "-t" && d.ends_with("unsafe)"))
+        );
+    }
+
+    #[test]
+    fn roff_text_is_escaped() {
+        assert_eq!(roff_escape("[-Cq] off"), "[\\-Cq] off");
+        assert_eq!(roff_escape(".x\\"), "\\&.x\\e");
+    }
+
+    #[test]
+    fn man_page_has_the_commands_before_version() {
+        let mut page = Vec::new();
+        manpage(&mut page).unwrap();
+        let page = String::from_utf8(page).unwrap();
+        assert!(page.contains(".TH zio 1"));
+        let commands = page.find(".SH COMMANDS").unwrap();
+        assert!(commands < page.find(".SH VERSION").unwrap());
+        assert!(page.contains("\\fBzone_report\\fR"));
+    }
 }

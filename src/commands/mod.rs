@@ -4,11 +4,14 @@
 //! One file per command family (`rw`: read/write/readv/writev/discard,
 //! `query`: flush/length/info/map, `session`: open/close/help/quit/sleep,
 //! `zone`: the zone_* commands).
+//! `progress` is the progress bar any long command may draw at a terminal.
 //! I/O commands receive the open `BlockBackend` and nothing else of the
 //! block layer. Output goes through a [`Console`], so the same bytes reach a
 //! terminal, a `-c` run and a test.
 
 pub mod args;
+mod format;
+pub mod progress;
 mod query;
 pub mod report;
 mod rw;
@@ -113,6 +116,10 @@ pub fn table() -> &'static [Command] {
         ]
         .into_iter()
         .flat_map(|family| family.iter().copied())
+        .map(|mut c| {
+            c.help = c.help.or_else(|| fallback_help(c.name));
+            c
+        })
         .collect();
         v.sort_by_key(|c| c.name);
         v
@@ -133,6 +140,92 @@ pub fn find(word: &str) -> Option<&'static Command> {
     table()
         .iter()
         .find(|c| c.name == word || c.altname == Some(word))
+}
+
+/// The command an unknown `word` was probably meant to be: the closest
+/// name or alias by Damerau-Levenshtein distance, when it is clearly close
+/// (at most 2 edits and at least 60% alike, or at least 70% alike), as
+/// its canonical name; case is ignored. `foo` suggests nothing (`f` is 2 edits but only
+/// a third alike); `zrpp` suggests `zone_report`, `readx` `read`.
+pub fn suggest(word: &str) -> Option<&'static str> {
+    if word.is_empty() {
+        return None;
+    }
+    let word = word.to_lowercase();
+    let word = word.as_str();
+    table()
+        .iter()
+        .flat_map(|c| {
+            std::iter::once(c.name)
+                .chain(c.altname)
+                .map(move |n| (c, n))
+        })
+        .filter_map(|(c, n)| {
+            let d = strsim::damerau_levenshtein(word, n);
+            let sim = strsim::normalized_damerau_levenshtein(word, n);
+            ((d <= 2 && sim >= 0.6) || sim >= 0.7).then_some((d, c.name))
+        })
+        .min_by_key(|&(d, name)| (d, name))
+        .map(|(_, name)| name)
+}
+
+/// qemu-io's "not found" line, with a suggestion when one is clearly close.
+pub fn not_found(word: &str, quoted: bool) -> String {
+    let shown = if quoted {
+        format!("\"{word}\"")
+    } else {
+        word.to_string()
+    };
+    match suggest(word) {
+        Some(s) => format!("command {shown} not found (did you mean {s}?)"),
+        None => format!("command {shown} not found"),
+    }
+}
+
+/// Extended help for the query family commands whose table entry (in
+/// `query.rs`) has none: qemu-io prints only the usage line for these; zio adds a
+/// paragraph and an example. A text in the family's own table wins.
+fn fallback_help(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "flush" => {
+            "
+ flushes all in-core state of the open image to stable storage
+
+ Example:
+ 'write 0 4k' then 'flush' - the 4 KiB are on the disk when flush returns
+
+ Asks every node of the open image to flush its caches (fsync on a file or
+ block device; nothing to do for an in-memory device). Prints nothing on
+ success, 'flush failed: ...' on failure.
+
+"
+        }
+        "length" => {
+            "
+ prints the size of the open image
+
+ Example:
+ 'length' - prints '64 MiB' for a 64 MiB image
+
+ The size is printed with a binary unit suffix, as qemu-io prints it
+ (bytes, KiB, MiB, GiB, TiB).
+
+"
+        }
+        "map" => {
+            "
+ prints the allocated areas of the open image
+
+ Example:
+ 'map' - prints '64 MiB (0x4000000) bytes     allocated at offset 0 bytes (0x0)'
+
+ Every zio format stores all of its bytes, so the whole image is one
+ allocated extent, as qemu-io prints it for raw images.
+
+"
+        }
+        _ => return None,
+    })
 }
 
 /// Prints a command's usage line on stdout and fails, as qemu-io does for
@@ -172,7 +265,7 @@ impl Shell {
             return Status::Ok;
         };
         let Some(cmd) = find(word) else {
-            self.console.warn(&format!("command \"{word}\" not found"));
+            self.console.warn(&not_found(word, true));
             return Status::Failed;
         };
         // qemu-io's order: an open image first, then the operand count,
@@ -205,5 +298,34 @@ impl Shell {
             }
             (Body::Io(_), None) => Status::Failed,
         }
+    }
+}
+
+#[cfg(test)]
+mod suggest_tests {
+    use super::*;
+
+    #[test]
+    fn suggests_only_clearly_close_names() {
+        assert_eq!(suggest("zrpp"), Some("zone_report"));
+        assert_eq!(suggest("readx"), Some("read"));
+        assert_eq!(suggest("ZRP"), Some("zone_report"));
+        assert_eq!(suggest("zone_rep"), Some("zone_report"));
+        for far in ["foo", "x", "rd", "nosuch", ""] {
+            assert_eq!(suggest(far), None, "{far}");
+        }
+        assert_eq!(not_found("foo", true), "command \"foo\" not found");
+        assert_eq!(
+            not_found("wrte", false),
+            "command wrte not found (did you mean write?)"
+        );
+    }
+
+    #[test]
+    fn fallback_help_fills_only_empty_entries() {
+        for name in ["flush", "length", "map", "close", "quit", "sleep", "help"] {
+            assert!(find(name).unwrap().help.is_some(), "{name}");
+        }
+        assert_eq!(find("read").unwrap().help, rw::COMMANDS[0].help);
     }
 }

@@ -6,7 +6,8 @@ use std::io;
 use std::time::Instant;
 
 use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
-use super::report::{IoReport, dump_buffer};
+use super::progress::{PIECE, Progress, pieces};
+use super::report::{IoReport, cvtstr, dump_buffer};
 use super::{Body, Command, Console, Status, usage};
 use crate::blocklayer::aligned::AlignedBuf;
 use crate::blocklayer::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
@@ -206,11 +207,16 @@ fn do_read(
         whole = Some(buf);
         r
     } else {
-        blk.read_each(offset, count, |at, chunk| {
+        // A streamed read shows a bar at a terminal after a second.
+        let bar = Progress::new(op, Some(count));
+        let r = blk.read_each(offset, count, |at, chunk| {
             if let Some(v) = verify {
                 ok &= v.holds(at, chunk);
             }
-        })
+            bar.inc(chunk.len() as u64);
+        });
+        bar.finish();
+        r
     };
     let elapsed = start.elapsed().into();
     if let Err(e) = res {
@@ -380,8 +386,11 @@ fn do_write(
 ) -> Status {
     let start = Instant::now();
     let res: io::Result<()> = match fill {
-        Fill::Byte(b) => blk.write_pattern(offset, count, b, flags),
-        Fill::Zeroes => blk.write_zeroes(offset, count, flags),
+        Fill::Byte(b) => write_pattern(blk, op, offset, count, b, flags),
+        Fill::Zeroes => {
+            let _bar = spinner(op, count);
+            blk.write_zeroes(offset, count, flags)
+        }
     };
     let elapsed = start.elapsed().into();
     if let Err(e) = res {
@@ -392,6 +401,46 @@ fn do_write(
         report(con, "wrote", offset, count, elapsed, out.csv);
     }
     Status::Ok
+}
+
+/// A spinner with the request's size, for requests whose progress the
+/// command layer cannot follow; it shows after a second at a terminal.
+fn spinner(op: &str, count: u64) -> Progress {
+    let bar = Progress::new(op, None);
+    bar.set_message(cvtstr(count as f64));
+    bar
+}
+
+/// `blk.write_pattern`, with a progress bar at a terminal. The backend
+/// streams in chunks the command layer cannot see, so a large write to a
+/// device that is not zoned is issued here in [`PIECE`]-sized pieces cut
+/// at aligned offsets: that stops at the first error exactly as one call
+/// does, after the same up-front range check. A zoned device judges the
+/// chunks of one write as a chain (a failed chunk does not stop the
+/// rest), which pieces would not reproduce, so there it stays one call
+/// under a spinner.
+fn write_pattern(
+    blk: &BlockBackend,
+    op: &str,
+    offset: u64,
+    count: u64,
+    byte: u8,
+    flags: WriteFlags,
+) -> io::Result<()> {
+    if count <= PIECE || !super::progress::enabled() {
+        return blk.write_pattern(offset, count, byte, flags);
+    }
+    if blk.zone_info().is_some() {
+        let _bar = spinner(op, count);
+        return blk.write_pattern(offset, count, byte, flags);
+    }
+    blk.check_request(offset, count)?;
+    let bar = Progress::new(op, Some(count));
+    for (at, len) in pieces(offset, count, PIECE) {
+        blk.write_pattern(at, len, byte, flags)?;
+        bar.inc(len);
+    }
+    Ok(())
 }
 
 fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -504,7 +553,10 @@ fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         Err(status) => return status,
     };
     let start = Instant::now();
-    let res = blk.discard(offset, count);
+    let res = {
+        let _bar = spinner("discard", count);
+        blk.discard(offset, count)
+    };
     let elapsed = start.elapsed().into();
     if let Err(e) = res {
         con.say(&format!("discard failed: {}", strerror(&e)));

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::args::{GetOpt, Opt, strtol0};
-use super::{Body, Command, Shell, Status, find, table, usage};
+use super::{Body, Command, Shell, Status, find, not_found, table, usage};
 use crate::blocklayer::{OpenRequest, open_image};
 
 pub const COMMANDS: &[Command] = &[
@@ -26,7 +26,7 @@ pub const COMMANDS: &[Command] = &[
         argmax: Some(0),
         args: None,
         oneline: "close the current open file",
-        help: None,
+        help: Some(CLOSE_HELP),
         writes: false,
         body: Body::Shell(close_f),
     },
@@ -37,7 +37,7 @@ pub const COMMANDS: &[Command] = &[
         argmax: None,
         args: None,
         oneline: "exit the program",
-        help: None,
+        help: Some(QUIT_HELP),
         writes: false,
         body: Body::Shell(|_, _| Status::Quit),
     },
@@ -48,7 +48,7 @@ pub const COMMANDS: &[Command] = &[
         argmax: Some(1),
         args: Some("[command]"),
         oneline: "help for one or all commands",
-        help: None,
+        help: Some(HELP_HELP),
         writes: false,
         body: Body::Shell(help_f),
     },
@@ -59,7 +59,7 @@ pub const COMMANDS: &[Command] = &[
         argmax: Some(1),
         args: None,
         oneline: "waits for the given value in milliseconds",
-        help: None,
+        help: Some(SLEEP_HELP),
         writes: false,
         body: Body::Shell(sleep_f),
     },
@@ -155,7 +155,7 @@ fn help_f(sh: &mut Shell, argv: &[&str]) -> Status {
         }
         Some(word) => match find(word) {
             None => {
-                out.say(&format!("command {word} not found"));
+                out.say(&not_found(word, false));
                 Status::Failed
             }
             Some(c) => {
@@ -199,4 +199,52 @@ const OPEN_HELP: &str = "
  -d, -- use the given discard mode for the image (ignore, off, unmap, on)
  -o, -- options to be given to the block driver (driver=raw,file.filename=...)
  -s, -C and -k (snapshot, copy-on-read, kernel AIO) are not supported by zio.
+";
+
+const CLOSE_HELP: &str = "
+ closes the open image
+
+ Example:
+ 'close' then 'open -r /tmp/data' - reopens an image read-only
+
+ Closes the current image (dropping its lock), so that 'open' can open
+ another one; until then commands that do I/O fail with \"no file open\".
+ The embedded default device needs no 'close': 'open' replaces it.
+
+";
+
+const QUIT_HELP: &str = "
+ exits zio
+
+ Example:
+ 'quit' - stops reading commands; zio exits 1 if any command failed
+
+ Commands after 'quit' (further -c options or lines of a script) are not
+ run. End of input (Ctrl-D at the prompt) does the same.
+
+";
+
+const HELP_HELP: &str = "
+ lists the commands, or explains one
+
+ Example:
+ 'help' - one usage line per command
+ 'help zrp' - the usage line and extended help of zone_report
+
+ A command's aliases (r for read, zrp for zone_report, ...) work here as
+ everywhere. At the interactive prompt Tab completes command names,
+ aliases, options and the path of 'open', and the usage of the command
+ being typed is hinted after the cursor.
+
+";
+
+const SLEEP_HELP: &str = "
+ waits for the given number of milliseconds
+
+ Example:
+ 'sleep 500' - waits half a second
+
+ The value is a decimal, octal (0...) or hexadecimal (0x...) number.
+ Output of earlier commands is flushed before the wait.
+
 ";

@@ -9,10 +9,17 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use serde::Serialize;
+
 use super::args::{GetOpt, Opt, cvtnum};
+use super::format::{
+    SCHEMA_VERSION, ZoneRecord, bad_count, blkzone_line, cond_name, exact_size, json_line,
+    json_pretty, percent, type_name, written,
+};
 use super::rw::{bad_option, num, pattern, vector_length};
 use super::{Body, Command, Console, Status, usage};
-use crate::blocklayer::{BlockBackend, Zone, ZoneOp, strerror};
+use crate::blocklayer::{BlockBackend, Zone, ZoneCond, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
 const REPORT_BATCH: u64 = 65536;
@@ -40,8 +47,10 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "zone_report",
         altname: Some("zrp"),
-        argmin: 2,
-        argmax: Some(2),
+        // 2 operands, or a flag and 2: counted by zone_report_f, with the
+        // dispatcher's message.
+        argmin: 0,
+        argmax: None,
         args: Some("offset number"),
         oneline: "report zone information",
         help: Some(REPORT_HELP),
@@ -72,6 +81,17 @@ pub const COMMANDS: &[Command] = &[
         "reset a zone write pointer in zone block device",
         ZoneOp::Reset
     ),
+    Command {
+        name: "zone_summary",
+        altname: Some("zs"),
+        argmin: 0,
+        argmax: Some(1),
+        args: Some("[-j]"),
+        oneline: "count the zones by condition, open/active zones and capacity used",
+        help: Some(SUMMARY_HELP),
+        writes: false,
+        body: Body::Io(zone_summary_f),
+    },
     Command {
         name: "zone_append",
         altname: Some("zap"),
@@ -130,37 +150,322 @@ fn push_zone(line: &mut Vec<u8>, z: &Zone) {
     line.extend_from_slice(b"]\n");
 }
 
+/// How `zone_report` prints its zones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ReportMode {
+    /// qemu-io's lines.
+    Plain,
+    /// `-j`: a JSON array, one zone object per line.
+    Json,
+    /// `-t`: a table.
+    Table,
+    /// `--blkzone`: util-linux `blkzone report` lines.
+    Blkzone,
+}
+
 fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    let Some(mut offset) = num(con, argv[1]) else {
+    // qemu-io's zone_report takes no options: only a first word that is
+    // exactly one of zio's flags is one, so every option-less call keeps
+    // qemu-io's messages (`zrp -1 1` is a number that does not parse).
+    let (mode, ops) = match argv.get(1).copied() {
+        Some("-j") => (ReportMode::Json, &argv[2..]),
+        Some("-t") => (ReportMode::Table, &argv[2..]),
+        Some("--blkzone") => (ReportMode::Blkzone, &argv[2..]),
+        _ => (ReportMode::Plain, &argv[1..]),
+    };
+    if ops.len() != 2 {
+        bad_count(con, argv[0], ops.len(), 2);
+        return Status::Failed;
+    }
+    let Some(mut offset) = num(con, ops[0]) else {
         return Status::Failed;
     };
-    let Some(mut left) = num(con, argv[2]) else {
+    let Some(mut left) = num(con, ops[1]) else {
         return Status::Failed;
     };
     if left > u32::MAX as u64 {
         con.say("Number of zones must be less than 2^32");
         return Status::Failed;
     }
+    let zone_size = blk.zone_info().map_or(0, |zi| zi.zone_size);
+    let mut out = ReportOut::new(mode, zone_size);
     while left > 0 {
         let ask = left.min(REPORT_BATCH);
         let zones = match blk.zone_report(offset, ask as usize) {
             Ok(z) => z,
             Err(e) => {
+                out.abort(con);
                 con.say(&format!("zone report failed: {}", strerror(&e)));
                 return Status::Failed;
             }
         };
-        let mut text = Vec::with_capacity(zones.len() * 80);
-        for z in &zones {
-            push_zone(&mut text, z);
-        }
-        let _ = con.out().write_all(&text);
+        out.batch(con, &zones);
         match zones.last() {
             Some(last) if zones.len() as u64 == ask => {
                 offset = last.start + last.len;
                 left -= ask;
             }
             _ => break,
+        }
+    }
+    out.finish(con);
+    Status::Ok
+}
+
+/// The output of one `zone_report`, fed batch by batch.
+struct ReportOut {
+    mode: ReportMode,
+    zone_size: u64,
+    /// `-j`: zones printed so far (the array is opened with the first).
+    printed: u64,
+    /// `-t`: the rows, printed at the end.
+    table: Option<Table>,
+}
+
+impl ReportOut {
+    fn new(mode: ReportMode, zone_size: u64) -> Self {
+        ReportOut {
+            mode,
+            zone_size,
+            printed: 0,
+            table: None,
+        }
+    }
+
+    fn batch(&mut self, con: &mut Console, zones: &[Zone]) {
+        let mut text = Vec::with_capacity(zones.len() * 100);
+        match self.mode {
+            ReportMode::Plain => {
+                for z in zones {
+                    push_zone(&mut text, z);
+                }
+            }
+            ReportMode::Blkzone => {
+                for z in zones {
+                    text.extend_from_slice(blkzone_line(z).as_bytes());
+                    text.push(b'\n');
+                }
+            }
+            ReportMode::Json => {
+                for z in zones {
+                    text.extend_from_slice(if self.printed == 0 { b"[\n" } else { b",\n" });
+                    text.extend_from_slice(json_line(&ZoneRecord::from(z)).as_bytes());
+                    self.printed += 1;
+                }
+            }
+            ReportMode::Table => {
+                let table = self.table.get_or_insert_with(report_table);
+                for z in zones {
+                    table.add_row(table_row(z, self.zone_size));
+                }
+            }
+        }
+        let _ = con.out().write_all(&text);
+    }
+
+    /// Before an error line: closes a JSON array already begun, drops a
+    /// table (so a failing first batch prints only the error, as qemu-io).
+    fn abort(&mut self, con: &mut Console) {
+        if self.mode == ReportMode::Json && self.printed > 0 {
+            con.say("\n]");
+        }
+        self.table = None;
+    }
+
+    /// Closes the JSON array, prints the table.
+    fn finish(&mut self, con: &mut Console) {
+        match self.mode {
+            ReportMode::Json if self.printed == 0 => con.say("[]"),
+            ReportMode::Json => con.say("\n]"),
+            ReportMode::Table => {
+                let table = self.table.take().unwrap_or_else(report_table);
+                con.say(&table.to_string());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The `-t` table: ASCII, never wrapped or sized to a terminal, so its
+/// lines are the same everywhere.
+fn report_table() -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::ASCII_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .force_no_tty()
+        .set_header(vec![
+            "zone",
+            "start",
+            "length",
+            "capacity",
+            "wp",
+            "used",
+            "type",
+            "condition",
+        ]);
+    for i in 0..6 {
+        if let Some(col) = t.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+/// One zone's row: number, sizes exactly in binary units, the write
+/// pointer relative to the zone start and the share of the capacity below
+/// it (`-` where there is no valid write pointer).
+fn table_row(z: &Zone, zone_size: u64) -> Vec<Cell> {
+    let number = z
+        .start
+        .checked_div(zone_size)
+        .map_or_else(|| "-".into(), |n| n.to_string());
+    let (wp, used) = match written(z) {
+        Some(w) => (
+            exact_size(z.wp - z.start),
+            format!("{:.2}%", percent(w, z.cap)),
+        ),
+        None => ("-".into(), "-".into()),
+    };
+    vec![
+        Cell::new(number),
+        Cell::new(exact_size(z.start)),
+        Cell::new(exact_size(z.len)),
+        Cell::new(exact_size(z.cap)),
+        Cell::new(wp),
+        Cell::new(used),
+        Cell::new(type_name(z.ztype)),
+        Cell::new(cond_name(z.cond)),
+    ]
+}
+
+/// `zone_summary -j` (schema version [`SCHEMA_VERSION`]).
+#[derive(Serialize, Default)]
+struct Summary {
+    version: u32,
+    zones: u64,
+    zone_size: u64,
+    conditions: Conditions,
+    open: u64,
+    /// 0: no limit.
+    max_open: u64,
+    active: u64,
+    /// 0: no limit.
+    max_active: u64,
+    capacity_used: u64,
+    capacity_total: u64,
+    used_percent: f64,
+}
+
+#[derive(Serialize, Default)]
+struct Conditions {
+    empty: u64,
+    implicit_open: u64,
+    explicit_open: u64,
+    closed: u64,
+    full: u64,
+    read_only: u64,
+    offline: u64,
+    conventional: u64,
+}
+
+impl Summary {
+    fn add(&mut self, z: &Zone) {
+        self.zones += 1;
+        let c = &mut self.conditions;
+        match z.cond {
+            ZoneCond::NotWp => c.conventional += 1,
+            ZoneCond::Empty => c.empty += 1,
+            ZoneCond::ImplicitOpen => c.implicit_open += 1,
+            ZoneCond::ExplicitOpen => c.explicit_open += 1,
+            ZoneCond::Closed => c.closed += 1,
+            ZoneCond::ReadOnly => c.read_only += 1,
+            ZoneCond::Full => c.full += 1,
+            ZoneCond::Offline => c.offline += 1,
+        }
+        self.open += z.cond.is_open() as u64;
+        self.active += z.cond.is_active() as u64;
+        if z.ztype != ZoneType::Conventional {
+            self.capacity_total += z.cap;
+            self.capacity_used += written(z).unwrap_or(0);
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let c = &self.conditions;
+        let limit = |n: u64, max: u64| {
+            if max == 0 {
+                format!("{n} (no limit)")
+            } else {
+                format!("{n} of {max}")
+            }
+        };
+        vec![
+            format!("zones: {}", self.zones),
+            format!("empty: {}", c.empty),
+            format!("implicitly open: {}", c.implicit_open),
+            format!("explicitly open: {}", c.explicit_open),
+            format!("closed: {}", c.closed),
+            format!("full: {}", c.full),
+            format!("read-only: {}", c.read_only),
+            format!("offline: {}", c.offline),
+            format!("conventional: {}", c.conventional),
+            format!("open: {}", limit(self.open, self.max_open)),
+            format!("active: {}", limit(self.active, self.max_active)),
+            format!(
+                "capacity used: {}/{} bytes ({:.2}%)",
+                self.capacity_used, self.capacity_total, self.used_percent
+            ),
+        ]
+    }
+}
+
+fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut json = false;
+    let mut g = GetOpt::new(argv, "j");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('j', _) => json = true,
+            Opt::Bad(msg) => return bad_option(con, "zone_summary", &msg),
+            Opt::Flag(..) => return usage(con, "zone_summary"),
+        }
+    }
+    if !g.operands().is_empty() {
+        return usage(con, "zone_summary");
+    }
+    let Some(zi) = blk.zone_info() else {
+        con.say("zone summary failed: Operation not supported");
+        return Status::Failed;
+    };
+    let mut s = Summary {
+        version: SCHEMA_VERSION,
+        zone_size: zi.zone_size,
+        max_open: zi.max_open,
+        max_active: zi.max_active,
+        ..Summary::default()
+    };
+    let mut offset = 0;
+    loop {
+        let zones = match blk.zone_report(offset, REPORT_BATCH as usize) {
+            Ok(z) => z,
+            Err(e) => {
+                con.say(&format!("zone summary failed: {}", strerror(&e)));
+                return Status::Failed;
+            }
+        };
+        for z in &zones {
+            s.add(z);
+        }
+        match zones.last() {
+            Some(last) if zones.len() as u64 == REPORT_BATCH => offset = last.start + last.len,
+            _ => break,
+        }
+    }
+    s.used_percent = percent(s.capacity_used, s.capacity_total);
+    if json {
+        con.say(&json_pretty(&s));
+    } else {
+        for l in s.lines() {
+            con.say(&l);
         }
     }
     Status::Ok
@@ -430,12 +735,39 @@ const REPORT_HELP: &str = "
 
  Example:
  'zone_report 0 10' - reports the first 10 zones
+ 'zone_report -j 0 10' - the same zones as a JSON array
+ 'zone_report -t 0 10' - the same zones as a table
+ 'zone_report --blkzone 0 10' - the same zones as blkzone report prints them
 
  One line per zone, values in 512-byte sectors:
  start: 0x80000, len 0x80000, cap 0x80000, wptr 0x80000, zcond:1, [type: 2]
  zcond: 0 not write pointer, 1 empty, 2 implicitly open, 3 explicitly open,
  4 closed, 13 read-only, 14 full, 15 offline. type: 1 conventional,
  2 sequential write required.
+
+ One flag may come first (zio's extensions; see docs/report-formats.md):
+ -j, -- JSON: an array, one object per zone and line, values in bytes and
+        sectors, with type and condition numbers and names
+ -t, -- a table: zone number, start, length, capacity, write pointer from
+        the zone start, % of the capacity used, type, condition
+ --blkzone, -- the lines of util-linux 'blkzone report' (values in sectors,
+        write pointer relative to the zone start)
+
+";
+
+const SUMMARY_HELP: &str = "
+ summarizes every zone of a zoned device
+
+ Example:
+ 'zone_summary' - counts and limits in plain lines
+ 'zone_summary -j' - the same as one JSON object
+
+ Prints the number of zones in each condition (empty, implicitly open,
+ explicitly open, closed, full, read-only, offline, conventional), the open
+ and active zones against the device's limits ('open: 2 of 4', or
+ '(no limit)'), and the capacity used: the bytes below the write pointers
+ of the sequential zones over their total capacity, in percent.
+ -j, -- print JSON (schema in docs/report-formats.md)
 
 ";
 
