@@ -61,6 +61,23 @@ impl Progress {
         Progress::start(label, total)
     }
 
+    /// A bar counting `total` things (`unit`: "zones", "appends"), for
+    /// commands whose progress is not in bytes.
+    pub fn counting(label: &str, total: u64, unit: &str) -> Self {
+        if !enabled() {
+            return Progress::disabled();
+        }
+        let p = Progress::start(label, Some(total));
+        if let Some(b) = &p.bar
+            && let Ok(style) = ProgressStyle::with_template(&format!(
+                "{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{eta}} left)"
+            ))
+        {
+            b.set_style(style.progress_chars("=> "));
+        }
+        p
+    }
+
     /// A bar that never draws.
     pub fn disabled() -> Self {
         Progress {

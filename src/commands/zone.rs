@@ -17,6 +17,7 @@ use super::format::{
     SCHEMA_VERSION, ZoneRecord, bad_count, blkzone_line, cond_name, exact_size, json_line,
     json_pretty, percent, type_name, written,
 };
+use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
 use super::{Body, Command, Console, Status, usage};
 use crate::blocklayer::{BlockBackend, Zone, ZoneCond, ZoneOp, ZoneType, strerror};
@@ -189,6 +190,7 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     }
     let zone_size = blk.zone_info().map_or(0, |zi| zi.zone_size);
     let mut out = ReportOut::new(mode, zone_size);
+    let bar = Progress::counting("zone_report", left, "zones");
     while left > 0 {
         let ask = left.min(REPORT_BATCH);
         let zones = match blk.zone_report(offset, ask as usize) {
@@ -200,6 +202,7 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
             }
         };
         out.batch(con, &zones);
+        bar.inc(zones.len() as u64);
         match zones.last() {
             Some(last) if zones.len() as u64 == ask => {
                 offset = last.start + last.len;
@@ -208,6 +211,7 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
             _ => break,
         }
     }
+    bar.finish();
     out.finish(con);
     Status::Ok
 }
@@ -444,6 +448,7 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         ..Summary::default()
     };
     let mut offset = 0;
+    let bar = Progress::counting("zone_summary", zi.nr_zones, "zones");
     loop {
         let zones = match blk.zone_report(offset, REPORT_BATCH as usize) {
             Ok(z) => z,
@@ -455,6 +460,7 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         for z in &zones {
             s.add(z);
         }
+        bar.inc(zones.len() as u64);
         match zones.last() {
             Some(last) if zones.len() as u64 == REPORT_BATCH => offset = last.start + last.len,
             _ => break,
@@ -478,7 +484,12 @@ fn zone_mgmt_f(blk: &BlockBackend, con: &mut Console, argv: &[&str], op: ZoneOp)
     let Some(len) = num(con, argv[2]) else {
         return Status::Failed;
     };
-    match blk.zone_mgmt(op, offset, len) {
+    // A spinner while the device works (a reset of every zone can take a
+    // while); shown only after a second at a terminal.
+    let spinner = Progress::new(&format!("zone_{}", op.name()), None);
+    let r = blk.zone_mgmt(op, offset, len);
+    spinner.finish();
+    match r {
         Ok(()) => Status::Ok,
         Err(e) => {
             if let Some(d) = &e.diag {
@@ -619,6 +630,7 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
         .ok()
         .and_then(|z| z.first().map(|z| z.wp));
     let results: Mutex<Vec<(u64, Result<u64, String>)>> = Mutex::new(Vec::new());
+    let bar = Progress::counting("zone_append", f.appends, "appends");
     std::thread::scope(|s| {
         for _ in 0..f.threads {
             s.spawn(|| {
@@ -634,6 +646,7 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
                         blk.zone_append(f.offset, f.data)
                     };
                     mine.push((seq, r.map_err(|e| strerror(&e))));
+                    bar.inc(1);
                 }
                 results
                     .lock()
@@ -642,6 +655,7 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
             });
         }
     });
+    bar.finish();
     let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     let mut errors: Vec<&String> = results.iter().filter_map(|r| r.1.as_ref().err()).collect();
     errors.sort();
