@@ -29,7 +29,7 @@ const REPORT_BATCH: u64 = 65536;
 const MAX_THREADS: u64 = 256;
 
 macro_rules! mgmt_command {
-    ($name:literal, $alt:literal, $oneline:literal, $op:expr) => {
+    ($name:literal, $alt:literal, $oneline:literal, $op:expr, $help:expr) => {
         Command {
             name: $name,
             altname: Some($alt),
@@ -37,7 +37,7 @@ macro_rules! mgmt_command {
             argmax: Some(2),
             args: Some("offset len"),
             oneline: $oneline,
-            help: None,
+            help: Some($help),
             writes: true,
             body: Body::Io(|blk, con, argv| zone_mgmt_f(blk, con, argv, $op)),
         }
@@ -62,25 +62,70 @@ pub const COMMANDS: &[Command] = &[
         "zone_open",
         "zo",
         "explicit open a range of zones in zone block device",
-        ZoneOp::Open
+        ZoneOp::Open,
+        "
+ explicitly opens the zones of a range (BLKOPENZONE)
+
+ Example:
+ 'zone_open 256M 256M' - opens the second zone of a 256 MiB-zone device
+
+ offset must be a zone start and len a multiple of the zone size (or reach
+ the end of the device). An empty or closed zone needs open (and active)
+ resources: with the open limit reached, an implicitly open zone is closed
+ to make room; if every open zone was opened explicitly the device answers
+ Too many references, and with the active limit reached Value too large.
+
+"
     ),
     mgmt_command!(
         "zone_close",
         "zc",
         "close a range of zones in zone block device",
-        ZoneOp::Close
+        ZoneOp::Close,
+        "
+ closes the open zones of a range (BLKCLOSEZONE)
+
+ Example:
+ 'zone_close 0 256M' - closes the first zone
+
+ An open zone becomes closed, or empty if nothing was written to it; a
+ closed zone stays closed; closing an empty or full zone fails.
+
+"
     ),
     mgmt_command!(
         "zone_finish",
         "zf",
         "finish a range of zones in zone block device",
-        ZoneOp::Finish
+        ZoneOp::Finish,
+        "
+ finishes the zones of a range (BLKFINISHZONE)
+
+ Example:
+ 'zone_finish 0 256M' - makes the first zone full
+
+ The zone becomes full with its write pointer at the zone end (its length,
+ not its capacity); an empty or closed zone needs resources as for
+ zone_open.
+
+"
     ),
     mgmt_command!(
         "zone_reset",
         "zrs",
         "reset a zone write pointer in zone block device",
-        ZoneOp::Reset
+        ZoneOp::Reset,
+        "
+ resets the zones of a range (BLKRESETZONE)
+
+ Examples:
+ 'zone_reset 0 256M' - empties the first zone
+ 'zone_reset 0 250G' - resets every sequential zone of a 250 GiB device
+ (conventional, read-only and offline zones are skipped)
+
+ Data below the old write pointer is gone: it reads as 0xff.
+
+"
     ),
     Command {
         name: "zone_summary",
