@@ -17,7 +17,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::OptionMap;
 use super::driver::ChainResult;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
-use super::zone_rules::{Dirty, ZoneCond, ZoneConfig, ZoneState};
+use super::zone_rules::{Dirty, ZoneCond, ZoneConfig, ZoneGeometry, ZoneState};
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
@@ -249,17 +249,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 pub struct EmulatedZoned<S> {
     store: S,
+    /// The state's geometry, which never changes: read without the lock.
+    geo: ZoneGeometry,
     state: Mutex<ZoneState>,
     zone_locks: Vec<Mutex<()>>,
 }
 
 impl<S: ZoneStore> EmulatedZoned<S> {
     pub fn new(store: S, state: ZoneState) -> Self {
-        let n = state.geometry().nr_zones();
+        let geo = *state.geometry();
         EmulatedZoned {
             store,
+            geo,
             state: Mutex::new(state),
-            zone_locks: (0..n).map(|_| Mutex::new(())).collect(),
+            zone_locks: (0..geo.nr_zones()).map(|_| Mutex::new(())).collect(),
         }
     }
 
@@ -268,14 +271,13 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     pub fn size(&self) -> u64 {
-        lock(&self.state).geometry().size()
+        self.geo.size()
     }
 
     /// Zone indices `[first, last]` touched by `[offset, offset + len)`,
     /// clipped to the device (none when it starts past the end).
     fn zone_span(&self, offset: u64, len: u64) -> Option<(usize, usize)> {
-        let st = lock(&self.state);
-        let g = st.geometry();
+        let g = &self.geo;
         if offset >= g.size() {
             return None;
         }
@@ -372,42 +374,46 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         buf: &[u8],
         held: Option<(usize, usize)>,
     ) -> io::Result<()> {
-        let (size, zone_size) = {
-            let st = lock(&self.state);
-            (st.geometry().size(), st.geometry().zone_size())
-        };
+        let (size, zone_size) = (self.geo.size(), self.geo.zone_size());
         let end = offset + buf.len() as u64;
         if end > size {
             // Past the device end: refused whole, before any split.
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
+        // Judge every request under one hold of the state lock; the data of
+        // the accepted ones then goes out in as few writes as they allow
+        // (one, unless a request in the middle was refused), and the
+        // records once, after it.
         let mut result = ChainResult::default();
-        let mut pos = offset;
-        while pos < end {
-            let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
-            let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
-            let data = &buf[(pos - offset) as usize..(pos + n - offset) as usize];
-            result.add(self.write_request(pos, data, held));
-            pos += n;
-        }
-        result.finish()
-    }
-
-    /// One request within one zone: all or nothing.
-    fn write_request(
-        &self,
-        offset: u64,
-        buf: &[u8],
-        held: Option<(usize, usize)>,
-    ) -> io::Result<()> {
+        let mut accepted: Vec<(u64, u64)> = Vec::new();
         let dirty = {
             let mut st = lock(&self.state);
-            let plan = st.check_write(offset, buf.len() as u64)?;
-            st.apply_write(&plan);
+            let mut pos = offset;
+            while pos < end {
+                let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
+                let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
+                let r = match st.check_write(pos, n) {
+                    Ok(plan) => {
+                        st.apply_write(&plan);
+                        match accepted.last_mut() {
+                            Some((at, len)) if *at + *len == pos => *len += n,
+                            _ => accepted.push((pos, n)),
+                        }
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                result.add(r);
+                pos += n;
+            }
             st.take_changes()
         };
-        self.store.write(offset, buf)?;
-        self.persist(dirty, held)
+        for (at, n) in accepted {
+            let from = (at - offset) as usize;
+            self.store.write(at, &buf[from..from + n as usize])?;
+        }
+        self.persist(dirty, held)?;
+        result.finish()
     }
 
     /// Appends `data` at the write pointer of the zone starting at
@@ -457,8 +463,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     pub fn zone_info(&self) -> ZoneInfo {
-        let st = lock(&self.state);
-        let g = st.geometry();
+        let g = &self.geo;
         ZoneInfo {
             model: ZoneModel::HostManaged,
             zone_size: g.zone_size(),
