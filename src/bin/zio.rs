@@ -209,7 +209,7 @@ fn main() -> ExitCode {
     if let Some(Action::Check { repair, file }) = &cli.action {
         let mut say = |l: &str| println!("{l}");
         let verdict = zoned_check::check(file, *repair, &mut say);
-        if *repair && verdict == zoned_check::Verdict::Repairable {
+        if verdict == zoned_check::Verdict::Repaired {
             say("Double checking the fixed image now...");
             let again = zoned_check::check(file, false, &mut say);
             if again != zoned_check::Verdict::Clean {

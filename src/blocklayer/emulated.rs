@@ -3,13 +3,20 @@
 //! store, with null_blk's behaviour around them.
 //!
 //! Locking: one lock per zone serialises requests to that zone (so zone
-//! appends each land whole at a distinct position) while requests to
-//! different zones run in parallel; a short state lock covers each check
-//! and state change. A write's state change is applied before its data is
-//! stored, under the zone lock, so no reader sees it early; the store is
-//! told to persist a zone only once its data is down (data before
-//! metadata). Requests not aligned to 512 bytes are widened with
-//! read-modify-write, as an O_DIRECT bounce buffer does on a real device.
+//! appends each land whole at a distinct position); the state lock is held
+//! from the judgement of a write, append or zone operation until its data
+//! is stored and its new state committed to the store, so the store sees
+//! one command at a time, in order, and each commit is the whole change of
+//! one command. Reads take the state lock only to learn the write pointers.
+//!
+//! Failure: if the store fails the data or the commit, the command's state
+//! change is rolled back (`ZoneState::rollback`) and the error returned,
+//! so a failed write never moves a write pointer. Data reaches the store
+//! before the commit that claims it; a reset is committed and flushed
+//! before its data is discarded; a finish makes the range it exposes read
+//! as never written before it is committed. Requests not aligned to 512
+//! bytes are widened with read-modify-write, as an O_DIRECT bounce buffer
+//! does on a real device.
 
 use std::io;
 use std::sync::{Mutex, MutexGuard};
@@ -17,7 +24,7 @@ use std::sync::{Mutex, MutexGuard};
 use super::OptionMap;
 use super::driver::ChainResult;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
-use super::zone_rules::{Dirty, ZoneCond, ZoneConfig, ZoneGeometry, ZoneState};
+use super::zone_rules::{Dirty, Mark, ZoneCond, ZoneConfig, ZoneGeometry, ZoneState};
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
@@ -184,17 +191,27 @@ impl ZoneFaults {
 }
 
 /// Where an emulated zoned device keeps its bytes (and, if persistent, its
-/// zone table).
+/// zone state). The engine calls it with its state lock held, one command
+/// at a time.
 pub trait ZoneStore: Send + Sync {
     fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
     fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()>;
-    /// The data of a reset zone is no longer needed.
+    /// The data of a reset zone is no longer needed (called only once the
+    /// reset is committed and flushed).
     fn discard(&self, offset: u64, len: u64) -> io::Result<()>;
-    /// Records the current state of `zones` (and the cursor, if it moved).
-    /// Called only once the data those zones claim is stored.
-    fn persist(&self, _state: &ZoneState, _dirty: &Dirty) -> io::Result<()> {
+    /// `[offset, offset + len)` becomes readable without being written (a
+    /// finished zone's unwritten end): make it read as never written, in
+    /// case a write that failed or was cut short left bytes there.
+    fn expose(&self, _offset: u64, _len: u64) -> io::Result<()> {
         Ok(())
     }
+    /// Records one command's change: the current state of `dirty.zones`
+    /// (and the cursor, if it moved), all at once or not at all. Called only
+    /// once the data those zones claim is stored.
+    fn commit(&self, _state: &ZoneState, _dirty: &Dirty) -> io::Result<()> {
+        Ok(())
+    }
+    /// Makes every stored byte and committed change durable.
     fn flush(&self) -> io::Result<()> {
         Ok(())
     }
@@ -292,34 +309,28 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         }
     }
 
-    /// Persists what changed. Zones in `held` are ours; another changed zone
-    /// (closed implicitly) is persisted only if nobody is writing to it:
-    /// whoever is will persist it when its data is down.
-    fn persist(&self, dirty: Dirty, held: Option<(usize, usize)>) -> io::Result<()> {
-        if dirty.zones.is_empty() && !dirty.cursor_moved {
-            return Ok(());
-        }
-        let mut extra = Vec::new();
-        let mut zones = Vec::with_capacity(dirty.zones.len());
-        for i in dirty.zones {
-            let ours = held.is_some_and(|(a, b)| (a..=b).contains(&i));
-            if ours {
-                zones.push(i);
-            } else if let Ok(g) = self.zone_locks[i].try_lock() {
-                extra.push(g);
-                zones.push(i);
+    /// Commits the changes since `mark` to the store, or rolls them back if
+    /// the store fails (or `stored` already failed).
+    fn commit(&self, st: &mut ZoneState, mark: Mark, stored: io::Result<()>) -> io::Result<()> {
+        let r = stored.and_then(|()| {
+            let dirty = st.peek_changes();
+            if dirty.zones.is_empty() && !dirty.cursor_moved {
+                Ok(())
+            } else {
+                self.store.commit(st, &dirty)
+            }
+        });
+        match r {
+            Ok(()) => {
+                st.take_changes();
+                Ok(())
+            }
+            Err(e) => {
+                st.rollback(mark);
+                st.take_changes();
+                Err(e)
             }
         }
-        let st = lock(&self.state);
-        let r = self.store.persist(
-            &st,
-            &Dirty {
-                zones,
-                cursor_moved: dirty.cursor_moved,
-            },
-        );
-        drop(extra);
-        r
     }
 
     /// Reads with the zone locks held: stored data, with 0xff at or after
@@ -345,17 +356,16 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         }
         let start = offset / SECTOR * SECTOR;
         let end = (offset + buf.len() as u64).div_ceil(SECTOR) * SECTOR;
-        let span = self.zone_span(start, end - start);
-        let _g = self.lock_zones(span);
+        let _g = self.lock_zones(self.zone_span(start, end - start));
         if start == offset && end == offset + buf.len() as u64 {
-            return self.write_locked(offset, buf, span);
+            return self.write_locked(offset, buf);
         }
         // Widen to whole sectors with what the device holds around it.
         let mut bounce = vec![0u8; (end - start) as usize];
         self.read_locked(start, &mut bounce)?;
         let at = (offset - start) as usize;
         bounce[at..at + buf.len()].copy_from_slice(buf);
-        self.write_locked(start, &bounce, span)
+        self.write_locked(start, &bounce)
     }
 
     /// Writes sector-aligned `buf` at `offset` as Linux does one O_DIRECT
@@ -367,52 +377,41 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     /// zone; one passing the capacity leaves the requests below it). The
     /// error returned is the last request's if it failed, else the first
     /// failed request's: the split-off requests are chained to the last
-    /// one, whose own status overrides what they passed on.
-    fn write_locked(
-        &self,
-        offset: u64,
-        buf: &[u8],
-        held: Option<(usize, usize)>,
-    ) -> io::Result<()> {
+    /// one, whose own status overrides what they passed on. If the store
+    /// fails, the whole write is taken back and the store's error returned.
+    fn write_locked(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
         let (size, zone_size) = (self.geo.size(), self.geo.zone_size());
         let end = offset + buf.len() as u64;
         if end > size {
             // Past the device end: refused whole, before any split.
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        // Judge every request under one hold of the state lock; the data of
-        // the accepted ones then goes out in as few writes as they allow
-        // (one, unless a request in the middle was refused), and the
-        // records once, after it.
+        // Judge every request, then write the data of the accepted ones in
+        // as few writes as they allow (one, unless a request in the middle
+        // was refused), then commit the change once.
         let mut result = ChainResult::default();
         let mut accepted: Vec<(u64, u64)> = Vec::new();
-        let dirty = {
-            let mut st = lock(&self.state);
-            let mut pos = offset;
-            while pos < end {
-                let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
-                let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
-                let r = match st.check_write(pos, n) {
-                    Ok(plan) => {
-                        st.apply_write(&plan);
-                        match accepted.last_mut() {
-                            Some((at, len)) if *at + *len == pos => *len += n,
-                            _ => accepted.push((pos, n)),
-                        }
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                };
-                result.add(r);
-                pos += n;
-            }
-            st.take_changes()
-        };
-        for (at, n) in accepted {
-            let from = (at - offset) as usize;
-            self.store.write(at, &buf[from..from + n as usize])?;
+        let mut st = lock(&self.state);
+        let mark = st.mark();
+        let mut pos = offset;
+        while pos < end {
+            let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
+            let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
+            let r = st.check_write(pos, n).map(|plan| {
+                st.apply_write(&plan);
+                match accepted.last_mut() {
+                    Some((at, len)) if *at + *len == pos => *len += n,
+                    _ => accepted.push((pos, n)),
+                }
+            });
+            result.add(r);
+            pos += n;
         }
-        self.persist(dirty, held)?;
+        let stored = accepted.iter().try_for_each(|&(at, n)| {
+            let from = (at - offset) as usize;
+            self.store.write(at, &buf[from..from + n as usize])
+        });
+        self.commit(&mut st, mark, stored)?;
         result.finish()
     }
 
@@ -423,20 +422,18 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         let span = self.zone_span(zone_start, 1);
         let _g = self.lock_zones(span);
         let padded_len = (data.len() as u64).div_ceil(SECTOR) * SECTOR;
-        let (pos, dirty) = {
-            let mut st = lock(&self.state);
-            let plan = st.check_append(zone_start, padded_len)?;
-            let pos = st.apply_append(&plan);
-            (pos, st.take_changes())
-        };
-        if padded_len == data.len() as u64 {
-            self.store.write(pos, data)?;
+        let mut st = lock(&self.state);
+        let mark = st.mark();
+        let plan = st.check_append(zone_start, padded_len)?;
+        let pos = st.apply_append(&plan);
+        let stored = if padded_len == data.len() as u64 {
+            self.store.write(pos, data)
         } else {
             let mut padded = vec![UNWRITTEN; padded_len as usize];
             padded[..data.len()].copy_from_slice(data);
-            self.store.write(pos, &padded)?;
-        }
-        self.persist(dirty, span)?;
+            self.store.write(pos, &padded)
+        };
+        self.commit(&mut st, mark, stored)?;
         Ok(pos)
     }
 
@@ -447,17 +444,26 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
         let span = self.zone_span(offset, len);
         let _g = self.lock_zones(span);
-        let (outcome, dirty) = {
-            let mut st = lock(&self.state);
-            let outcome = st.zone_mgmt_outcome(op, offset, len);
-            (outcome, st.take_changes())
-        };
-        // A reset gives up data: the record that stops claiming it goes
-        // first, so a crash in between leaves hidden data, never a write
-        // pointer over discarded bytes.
-        self.persist(dirty, span)?;
-        for &(start, n) in &outcome.reset {
-            self.store.discard(start, n)?;
+        let mut st = lock(&self.state);
+        let mark = st.mark();
+        let outcome = st.zone_mgmt_outcome(op, offset, len);
+        // What a finish exposes reads as never written before the finish
+        // is recorded (a kill in between leaves the old write pointer over
+        // the same data).
+        let exposed = outcome
+            .exposed
+            .iter()
+            .try_for_each(|&(at, n)| self.store.expose(at, n));
+        self.commit(&mut st, mark, exposed)?;
+        if !outcome.reset.is_empty() {
+            // A reset gives up data: it is made durable before the data is
+            // discarded, so neither a kill nor a power loss can leave a
+            // write pointer over discarded bytes. Discarding is advisory
+            // (unwritten bytes read as such whatever the store holds).
+            self.store.flush()?;
+            for &(start, n) in &outcome.reset {
+                let _ = self.store.discard(start, n);
+            }
         }
         outcome.result
     }
@@ -652,5 +658,82 @@ mod tests {
         // Widened to [512, 1024): at the write pointer, accepted.
         dev.write(600, &[2u8; 10]).unwrap();
         assert_eq!(dev.report(0, 1).unwrap()[0].wp, 1024);
+    }
+
+    /// A store whose data writes or commits fail on demand.
+    #[derive(Default)]
+    struct Failing {
+        data: Chunks,
+        fail_write: std::sync::atomic::AtomicBool,
+        fail_commit: std::sync::atomic::AtomicBool,
+        commits: Mutex<Vec<Dirty>>,
+    }
+
+    impl ZoneStore for Failing {
+        fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+            ZoneStore::read(&self.data, offset, buf)
+        }
+        fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+            if self.fail_write.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            ZoneStore::write(&self.data, offset, buf)
+        }
+        fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+            ZoneStore::discard(&self.data, offset, len)
+        }
+        fn commit(&self, _state: &ZoneState, dirty: &Dirty) -> io::Result<()> {
+            if self.fail_commit.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            self.commits.lock().unwrap().push(dirty.clone());
+            Ok(())
+        }
+    }
+
+    /// A write, append or zone operation whose data or commit fails
+    /// changes nothing: same write pointers, conditions and cursor, and
+    /// the next command commits only its own change.
+    #[test]
+    fn failed_store_rolls_the_command_back() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let cfg = ZoneConfig {
+            size: 4 << 20,
+            zone_size: 1 << 20,
+            zone_capacity: None,
+            nr_conv: 0,
+            max_open: 1,
+            max_active: 0,
+            zone_append_max: 0,
+        };
+        let geo = ZoneGeometry::new(&cfg).unwrap();
+        let dev = EmulatedZoned::new(Failing::default(), ZoneState::new(geo));
+        dev.write(0, &[1u8; 4096]).unwrap();
+        let before = dev.report(0, 4).unwrap();
+        let cursor = lock(&dev.state).cursor();
+        for (flag, name) in [
+            (&dev.store.fail_write, "data"),
+            (&dev.store.fail_commit, "commit"),
+        ] {
+            flag.store(true, Relaxed);
+            // Would implicitly close zone 0 to open zone 1.
+            let e = dev.write(1 << 20, &[2u8; 300 << 10]).unwrap_err();
+            assert!(e.raw_os_error().is_some(), "{name}");
+            assert!(dev.append(0, &[3u8; 512]).is_err(), "{name}");
+            assert!(dev.zone_mgmt(ZoneOp::Finish, 0, 1 << 20).is_err() || name == "data");
+            flag.store(false, Relaxed);
+            if name == "data" {
+                // Finish stores no data: it went through; take it back.
+                dev.zone_mgmt(ZoneOp::Reset, 0, 1 << 20).unwrap();
+                dev.write(0, &[1u8; 4096]).unwrap();
+            }
+            assert_eq!(dev.report(0, 4).unwrap(), before, "{name}");
+            assert_eq!(lock(&dev.state).cursor(), cursor, "{name}");
+        }
+        dev.store.commits.lock().unwrap().clear();
+        dev.write(2 << 20, &[4u8; 512]).unwrap();
+        let commits = dev.store.commits.lock().unwrap().clone();
+        assert_eq!(commits.len(), 1);
+        assert_eq!(commits[0].zones, [0, 2], "zone 0 closed, zone 2 opened");
     }
 }

@@ -177,7 +177,10 @@ pub(crate) fn open_child(
 }
 
 /// Picks `host_device` for block devices and `file` for everything else.
-fn open_protocol(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+pub(crate) fn open_protocol(
+    opts: &mut OptionMap,
+    flags: &OpenFlags,
+) -> Result<Arc<dyn BlockDriver>, String> {
     let filename = opts.take("filename").unwrap_or_default();
     let is_block = std::fs::metadata(&filename)
         .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))

@@ -9,12 +9,13 @@
 //! The rules are Linux null_blk's (see `zoned-semantics.md`). Everything is in
 //! bytes.
 //!
-//! Writes and appends are split in two so that refused data is never written:
-//! [`ZoneState::check_write`] validates without changing anything and returns
-//! a [`WritePlan`]; the driver writes the data, then calls
-//! [`ZoneState::apply_write`], which cannot fail. The driver holds its state
-//! lock from the check until the apply (data before metadata: a crash between
-//! the two leaves the old write pointer, which hides the new data).
+//! Writes and appends are split in two: [`ZoneState::check_write`] judges a
+//! request without changing anything and returns a [`WritePlan`], which
+//! [`ZoneState::apply_write`] applies without failing. A driver that stores
+//! data applies the plan, writes the data, and if the store fails takes the
+//! whole command back with [`ZoneState::mark`] / [`ZoneState::rollback`], so
+//! a failed store never moves a write pointer. It records the new state only
+//! once the data is down (data before metadata).
 
 use std::io;
 
@@ -306,6 +307,16 @@ impl ZoneGeometry {
     }
 }
 
+/// Whether a zone going from `old` to `new` takes no open or active
+/// resource (every change either takes none or gives none back). Records
+/// written in place go releases first, so that every prefix of them keeps
+/// the open and active counts within the limits.
+pub fn releases_resources(old: ZoneCond, new: ZoneCond) -> bool {
+    let rank = |c: ZoneCond| (c.is_open() as u8, c.is_active() as u8);
+    let (o, n) = (rank(old), rank(new));
+    n.0 <= o.0 && n.1 <= o.1
+}
+
 /// Resource counters: zones implicitly open, explicitly open, closed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ZoneCounts {
@@ -389,6 +400,11 @@ pub struct MgmtOutcome {
     /// `(start, len)` of each zone that was reset from a non-empty
     /// condition: the driver may discard its data.
     pub reset: Vec<(u64, u64)>,
+    /// `(offset, len)` that the command made readable without writing it
+    /// (a finish moves the write pointer to the zone end): the driver must
+    /// make it read as never written before it records the change, so no
+    /// byte left there by an earlier life of the zone shows.
+    pub exposed: Vec<(u64, u64)>,
     pub result: io::Result<()>,
 }
 
@@ -405,6 +421,19 @@ pub struct ZoneState {
     /// Zones changed since the last [`take_changes`](Self::take_changes).
     changed: Vec<usize>,
     /// The cursor moved since the last `take_changes`.
+    cursor_moved: bool,
+    /// `(zone, wp, cond)` before each change since the last
+    /// `take_changes`, for [`rollback`](Self::rollback).
+    undo: Vec<(usize, u64, ZoneCond)>,
+}
+
+/// A point to go back to with [`ZoneState::rollback`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    undo: usize,
+    changed: usize,
+    counts: ZoneCounts,
+    cursor: usize,
     cursor_moved: bool,
 }
 
@@ -430,12 +459,71 @@ impl ZoneState {
             generation: 0,
             changed: Vec::new(),
             cursor_moved: false,
+            undo: Vec::new(),
             geo,
+        }
+    }
+
+    /// The state as it is now, to come back to. Valid until the next
+    /// [`take_changes`](Self::take_changes).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            undo: self.undo.len(),
+            changed: self.changed.len(),
+            counts: self.counts,
+            cursor: self.cursor,
+            cursor_moved: self.cursor_moved,
+        }
+    }
+
+    /// Takes back every change since `mark` (a command whose data could
+    /// not be stored): zones, counters and cursor are as they were.
+    pub fn rollback(&mut self, mark: Mark) {
+        while self.undo.len() > mark.undo {
+            let (i, wp, cond) = self.undo.pop().expect("undo entry");
+            self.zones[i].wp = wp;
+            self.zones[i].cond = cond;
+        }
+        self.changed.truncate(mark.changed);
+        self.counts = mark.counts;
+        self.cursor = mark.cursor;
+        self.cursor_moved = mark.cursor_moved;
+        self.generation += 1;
+    }
+
+    /// `zones` (changed since the last `take_changes`) reordered so that
+    /// the ones that gave resources back come first (see
+    /// [`releases_resources`]): written in this order, every prefix of the
+    /// records keeps the open and active counts within the limits.
+    pub fn releases_first(&self, zones: &[usize]) -> Vec<usize> {
+        let before = |i: usize| {
+            self.undo
+                .iter()
+                .find(|u| u.0 == i)
+                .map_or(self.zones[i].cond, |u| u.2)
+        };
+        let (mut out, acquire): (Vec<usize>, Vec<usize>) = zones
+            .iter()
+            .partition(|&&i| releases_resources(before(i), self.zones[i].cond));
+        out.extend(acquire);
+        out
+    }
+
+    /// What [`take_changes`](Self::take_changes) would return, without
+    /// taking it.
+    pub fn peek_changes(&self) -> Dirty {
+        let mut zones = self.changed.clone();
+        zones.sort_unstable();
+        zones.dedup();
+        Dirty {
+            zones,
+            cursor_moved: self.cursor_moved,
         }
     }
 
     /// The zones changed (and whether the cursor moved) since the last call.
     pub fn take_changes(&mut self) -> Dirty {
+        self.undo.clear();
         let mut zones = std::mem::take(&mut self.changed);
         zones.sort_unstable();
         zones.dedup();
@@ -545,6 +633,7 @@ impl ZoneState {
     pub fn zone_mgmt_outcome(&mut self, op: ZoneOp, offset: u64, len: u64) -> MgmtOutcome {
         let mut out = MgmtOutcome {
             reset: Vec::new(),
+            exposed: Vec::new(),
             result: Ok(()),
         };
         let g = self.geo;
@@ -569,7 +658,7 @@ impl ZoneState {
             let first = g.zone_index(offset);
             let last = g.zone_index(offset + len - 1);
             for i in first..=last {
-                let was = tx.get(i).1;
+                let (was_wp, was) = tx.get(i);
                 let r = match op {
                     ZoneOp::Open => tx.open(i),
                     ZoneOp::Close => tx.close(i),
@@ -579,6 +668,10 @@ impl ZoneState {
                 match r {
                     Ok(()) if op == ZoneOp::Reset && was != ZoneCond::Empty => {
                         out.reset.push((self.zones[i].start, self.zones[i].len))
+                    }
+                    Ok(()) if op == ZoneOp::Finish && was != ZoneCond::Full => {
+                        let end = self.zones[i].start + self.zones[i].len;
+                        out.exposed.push((was_wp, end - was_wp));
                     }
                     Ok(()) => {}
                     Err(e) => {
@@ -726,6 +819,7 @@ impl ZoneState {
             return;
         }
         for &(i, wp, cond) in &c.zones {
+            self.undo.push((i, self.zones[i].wp, self.zones[i].cond));
             self.zones[i].wp = wp;
             self.zones[i].cond = cond;
             self.changed.push(i);

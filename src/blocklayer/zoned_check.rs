@@ -1,48 +1,64 @@
 //! `zio check [--repair]` for `zoned` images (qemu-img check's role): the
-//! header and every zone record are verified (checksums, conditions against
-//! write pointers, open/active counts against the limits, the file's
-//! length), each problem is reported on one line, and with `--repair` the
-//! repairable ones are fixed and the image checked again.
+//! header, both log superblocks, every table record (checksum, reserved
+//! bytes, condition, alignment), every log entry that counts, and the
+//! replayed state (conditions against write pointers, open/active counts
+//! against the limits, the file's length) are verified; each problem is
+//! reported on one line, and with `--repair` the repairable ones are fixed
+//! and the image checked again.
+//!
+//! Exit status as qemu-img check's: 0 clean (or everything repaired), 2
+//! errors found (or corrupt beyond repair), 1 the check could not be done
+//! (no such file, the image in use, not a zoned image). Leaked space (3)
+//! does not apply: bytes stored beyond a write pointer are never readable.
 //!
 //! Repairs never make a zone claim more data than it could hold: an
 //! unreadable record marks its zone full (its data stays readable; a reset
 //! makes it usable again), a condition that contradicts its write pointer is
 //! derived from the write pointer, zones over the open limit are closed,
 //! zones over the active limit are finished, a lost cursor restarts at the
-//! first sequential zone, and a truncated file is extended with write
-//! pointers lowered to where its data ends. A damaged header is not
+//! first sequential zone, a log entry that does not fit is dropped with the
+//! ones after it, and a truncated file gets its write pointers lowered to
+//! where its data ends. The repaired table is written and synced, then a
+//! new log epoch, and only then is a truncated file extended, so a repair
+//! cut short is found again by the next check. A damaged header is not
 //! repairable.
 
-use std::os::unix::fs::FileExt;
+use std::io;
+use std::sync::Arc;
 
-use super::file::FileNode;
+use super::open::open_protocol;
 use super::zone::{Zone, ZoneCond};
 use super::zone_rules::{SavedZones, ZoneState};
-use super::zoned::{HEADER_SIZE, Header, RECORD, decode_record, encode_record};
-use super::{OpenFlags, strerror};
+use super::zoned::{
+    HEADER_SIZE, Header, MAGIC, RECORD, check_record, decode_record, encode_record, replay,
+    scan_log,
+};
+use super::{BlockDriver, OpenFlags, OptionMap, WriteFlags, strerror};
 
 /// How a check ended, as its exit status says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// 0: nothing wrong.
     Clean,
-    /// 1: problems that `--repair` fixes, or fixed.
-    Repairable,
-    /// 2: the image cannot be trusted or repaired.
+    /// 0: problems were found and all repaired.
+    Repaired,
+    /// 2: problems found (repairable with `--repair`, or not at all).
     Corrupt,
+    /// 1: the image could not be checked.
+    NotChecked,
 }
 
 impl Verdict {
     pub fn exit_code(self) -> u8 {
         match self {
-            Verdict::Clean => 0,
-            Verdict::Repairable => 1,
+            Verdict::Clean | Verdict::Repaired => 0,
+            Verdict::NotChecked => 1,
             Verdict::Corrupt => 2,
         }
     }
 }
 
-/// One problem and, when repairable, the state that fixes it.
+/// One problem and the repair that fixes it.
 struct Problem {
     what: String,
     fix: String,
@@ -55,17 +71,35 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
         read_only: !repair,
         ..OpenFlags::default()
     };
-    let node = match FileNode::open_path(path, &flags, "file", false) {
+    let mut opts = OptionMap::default();
+    opts.set("filename", path.to_string());
+    let node = match open_protocol(&mut opts, &flags) {
         Ok(n) => n,
         Err(e) => {
             say(&format!("zio: {e}"));
-            return Verdict::Corrupt;
+            return Verdict::NotChecked;
         }
     };
-    let file = node.file();
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let len = match node.length() {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
+            return Verdict::NotChecked;
+        }
+    };
     let mut hb = vec![0u8; HEADER_SIZE as usize];
-    if len < HEADER_SIZE || file.read_exact_at(&mut hb, 0).is_err() {
+    let got = (len as usize).min(hb.len());
+    if let Err(e) = node.read(0, &mut hb[..got]) {
+        say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
+        return Verdict::NotChecked;
+    }
+    if got < MAGIC.len() || &hb[..MAGIC.len()] != MAGIC {
+        say(&format!(
+            "zio: '{path}' is not a zoned image (no ZIOZONED magic): zio check checks zoned images only"
+        ));
+        return Verdict::NotChecked;
+    }
+    if len < HEADER_SIZE {
         say(&format!(
             "ERROR header: the file is {len} bytes, shorter than a zoned image header"
         ));
@@ -82,70 +116,106 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
     };
     let nr = geo.nr_zones();
     let mut table = vec![0u8; (nr + 1) * RECORD as usize];
-    if let Err(e) = file.read_exact_at(&mut table, header.table_offset) {
+    if let Err(e) = node.read(header.table_offset, &mut table) {
         say(&format!("ERROR zone table: {}", strerror(&e)));
         say("The image is corrupt: its zone table cannot be read.");
         return Verdict::Corrupt;
     }
 
-    // Start from a fresh state for the geometry and lay the records over it.
+    // The table's records, each checked on its own.
     let fresh = ZoneState::new(geo);
     let zone = |i: usize| *fresh.zone(i);
     let rec = |i: usize| &table[i * RECORD as usize..(i + 1) * RECORD as usize];
     let mut problems: Vec<Problem> = Vec::new();
     let first_seq = geo.nr_conv();
-    let cursor = match decode_record(0, rec(0)) {
-        Some((c, _)) if (first_seq as u64..nr as u64).contains(&c) => c as usize,
-        Some((c, _)) => {
-            problems.push(Problem {
-                what: format!("the implicit-close cursor {c} is not a sequential zone"),
-                fix: format!("the cursor restarts at zone {first_seq}"),
-            });
-            first_seq
-        }
-        None => {
-            problems.push(Problem {
-                what: "the cursor record has a bad checksum".into(),
-                fix: format!("the cursor restarts at zone {first_seq}"),
-            });
-            first_seq
-        }
+    let restart = format!("the cursor restarts at zone {first_seq}");
+    let mut saved = SavedZones {
+        zones: Vec::with_capacity(nr),
+        cursor: first_seq,
     };
-    let data_end = len.saturating_sub(header.data_offset);
-    let mut zones: Vec<(u64, ZoneCond)> = Vec::with_capacity(nr);
+    match decode_record(0, rec(0)).and_then(|(v, c)| check_record(&geo, 0, v, c)) {
+        Ok((c, _)) => saved.cursor = c as usize,
+        Err(e) => problems.push(Problem {
+            what: e.replace("the record", "the cursor record"),
+            fix: restart.clone(),
+        }),
+    }
     for i in 0..nr {
         let z = zone(i);
-        let fixed = |why: String, problems: &mut Vec<Problem>| {
-            let (wp, cond) = derive(&z, z.start + z.cap);
-            problems.push(Problem {
-                what: format!("zone {i}: {why}"),
-                fix: format!("zone {i} is marked full"),
-            });
-            (wp, cond)
-        };
-        let entry = match decode_record(i as u64 + 1, rec(i + 1)) {
-            None => fixed("the record has a bad checksum".into(), &mut problems),
-            Some((wp, c)) => match ZoneCond::from_u8(c) {
-                None => fixed(format!("unknown condition {c}"), &mut problems),
-                Some(cond) if z.fits(wp, cond) => (wp, cond),
-                Some(cond) => {
-                    let (nwp, ncond) = derive(&z, wp);
+        let entry = decode_record(i as u64 + 1, rec(i + 1))
+            .and_then(|(v, c)| check_record(&geo, i as u64 + 1, v, c));
+        saved.zones.push(match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let what = if e.starts_with("zone ") {
+                    e
+                } else {
+                    format!("zone {i}: {e}")
+                };
+                problems.push(Problem {
+                    what,
+                    fix: format!("zone {i} is marked full"),
+                });
+                derive(&z, z.start + z.cap)
+            }
+        });
+    }
+
+    // The log: superblocks and the entries that count, replayed in turn.
+    let mut new_epoch = false;
+    match scan_log(node.as_ref(), &header) {
+        Ok(mut log) => {
+            if log.dropped > 0 {
+                say(&format!(
+                    "Ignoring {} log entries written after the last flush in an earlier boot (their data may not have reached the disk).",
+                    log.dropped
+                ));
+            }
+            let kept = std::mem::take(&mut log.kept);
+            for (n, e) in kept.into_iter().enumerate() {
+                let mut one = log.clone();
+                one.kept = vec![e];
+                let mut trial = saved.clone();
+                if let Err(err) = replay(&geo, &mut trial, &one) {
                     problems.push(Problem {
-                        what: format!(
-                            "zone {i}: condition {} does not fit write pointer {wp:#x}",
-                            cond.as_u8()
-                        ),
-                        fix: format!("zone {i} gets condition {} at {nwp:#x}", ncond.as_u8()),
+                        what: err.replace("entry 0", &format!("entry {n}")),
+                        fix: format!("log entries from {n} on are dropped"),
                     });
-                    (nwp, ncond)
+                    new_epoch = true;
+                    break;
                 }
-            },
-        };
-        zones.push(entry);
+                saved = trial;
+            }
+        }
+        Err(e) => {
+            problems.push(Problem {
+                what: e,
+                fix: "a new, empty log is started".into(),
+            });
+            new_epoch = true;
+        }
+    }
+
+    // Each zone's condition against its write pointer.
+    for (i, e) in saved.zones.iter_mut().enumerate() {
+        let z = zone(i);
+        if !z.fits(e.0, e.1) {
+            let (nwp, ncond) = derive(&z, e.0);
+            problems.push(Problem {
+                what: format!(
+                    "zone {i}: condition {} does not fit write pointer {:#x}",
+                    e.1.as_u8(),
+                    e.0
+                ),
+                fix: format!("zone {i} gets condition {} at {nwp:#x}", ncond.as_u8()),
+            });
+            *e = (nwp, ncond);
+        }
     }
 
     // Data the file does not hold cannot be claimed.
-    if len < header.file_len() {
+    let truncated = len < header.file_len();
+    if truncated {
         problems.push(Problem {
             what: format!(
                 "the file is truncated: {len} bytes, the geometry needs {}",
@@ -153,7 +223,8 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
             ),
             fix: "the file is extended".into(),
         });
-        for (i, e) in zones.iter_mut().enumerate() {
+        let data_end = len.saturating_sub(header.data_offset);
+        for (i, e) in saved.zones.iter_mut().enumerate() {
             let z = zone(i);
             if e.1 != ZoneCond::NotWp
                 && e.0 > data_end.max(z.start)
@@ -174,16 +245,12 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
     }
 
     // Resource counts against the limits.
+    let zones = &mut saved.zones;
     let (max_open, max_active) = (geo.max_open() as usize, geo.max_active() as usize);
     let open: Vec<usize> = (0..nr).filter(|&i| zones[i].1.is_open()).collect();
     if max_open != 0 && open.len() > max_open {
         for &i in &open[max_open..] {
             let z = zone(i);
-            let cond = if zones[i].0 == z.start {
-                ZoneCond::Empty
-            } else {
-                ZoneCond::Closed
-            };
             problems.push(Problem {
                 what: format!(
                     "zone {i}: {} zones are open, the limit is {max_open}",
@@ -191,7 +258,11 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
                 ),
                 fix: format!("zone {i} is closed"),
             });
-            zones[i].1 = cond;
+            zones[i].1 = if zones[i].0 == z.start {
+                ZoneCond::Empty
+            } else {
+                ZoneCond::Closed
+            };
         }
     }
     let active: Vec<usize> = (0..nr).filter(|&i| zones[i].1.is_active()).collect();
@@ -221,31 +292,19 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
             "{} errors were found on the image; zio check --repair can repair them.",
             problems.len()
         ));
-        return Verdict::Repairable;
+        return Verdict::Corrupt;
     }
     for p in &problems {
         say(&format!("Repairing {}: {}", p.what, p.fix));
     }
-    let saved = SavedZones { zones, cursor };
     if let Err(e) = ZoneState::from_saved(geo, &saved) {
         say(&format!(
             "ERROR the repaired table is still inconsistent: {e}"
         ));
         return Verdict::Corrupt;
     }
-    let mut out = Vec::with_capacity(table.len());
-    out.extend_from_slice(&encode_record(0, cursor as u64, 0));
-    for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
-        out.extend_from_slice(&encode_record(i as u64 + 1, wp, cond.as_u8()));
-    }
-    let written = (if len < header.file_len() {
-        file.set_len(header.file_len())
-    } else {
-        Ok(())
-    })
-    .and_then(|()| file.write_all_at(&out, header.table_offset))
-    .and_then(|()| file.sync_all());
-    if let Err(e) = written {
+    let _ = new_epoch;
+    if let Err(e) = write_repair(&node, path, &header, &saved, truncated) {
         say(&format!(
             "ERROR writing the repaired table: {}",
             strerror(&e)
@@ -256,7 +315,34 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
         "The following inconsistencies were found and repaired: {}",
         problems.len()
     ));
-    Verdict::Repairable
+    Verdict::Repaired
+}
+
+/// Writes the repaired state: the whole table, synced; a new, empty log
+/// epoch, synced; then, if the file was truncated, its full length.
+fn write_repair(
+    node: &Arc<dyn BlockDriver>,
+    path: &str,
+    header: &Header,
+    saved: &SavedZones,
+    truncated: bool,
+) -> io::Result<()> {
+    let mut out = Vec::with_capacity((saved.zones.len() + 1) * RECORD as usize);
+    out.extend_from_slice(&encode_record(0, saved.cursor as u64, 0));
+    for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
+        out.extend_from_slice(&encode_record(i as u64 + 1, wp, cond.as_u8()));
+    }
+    let wf = WriteFlags::default();
+    node.write(header.table_offset, &out, wf)?;
+    node.flush()?;
+    super::zoned::restart_log(node.as_ref(), header)?;
+    node.flush()?;
+    if truncated {
+        let f = std::fs::OpenOptions::new().write(true).open(path)?;
+        f.set_len(header.file_len())?;
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The state a write pointer alone implies for a sequential zone (a
@@ -267,6 +353,7 @@ fn derive(z: &Zone, wp: u64) -> (u64, ZoneCond) {
     if z.fits(end, ZoneCond::NotWp) {
         return (end, ZoneCond::NotWp);
     }
+    let wp = wp / 512 * 512;
     match wp {
         w if w == s => (s, ZoneCond::Empty),
         w if w > s && w < cap_end => (w, ZoneCond::Closed),
