@@ -739,10 +739,9 @@ impl ZoneStore for ImageStore {
             // Larger than the whole log: written in place after the
             // checkpoint, the records that give resources back first, so
             // every prefix keeps the limits.
-            for &(index, value, cond) in &recs {
-                self.write_table(&[(index, value, cond)])?;
-            }
-            return Ok(());
+            // (`recs` is the cursor, then the releases, then the rest,
+            // each in ascending order: runs break between them.)
+            return self.write_table(&recs);
         }
         self.append_entry(&mut log, KIND_CHANGE, &recs)?;
         for (index, value, cond) in recs {
