@@ -28,6 +28,16 @@ pub struct BlockBackend {
     name: String,
 }
 
+impl Drop for BlockBackend {
+    /// Closing a writable backend flushes it, as QEMU's bdrv_close does
+    /// (qemu-io's exit ends in an fdatasync of a written raw image).
+    fn drop(&mut self) {
+        if !self.read_only {
+            let _ = self.root.flush();
+        }
+    }
+}
+
 impl BlockBackend {
     pub fn new(root: Arc<dyn BlockDriver>, read_only: bool, name: impl Into<String>) -> Self {
         BlockBackend {
