@@ -15,8 +15,10 @@ use rustyline::hint::{Hint, Hinter};
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 
+use zio::blocklayer::create::create_image;
 use zio::blocklayer::emulated::take_zone_config;
-use zio::blocklayer::{OpenRequest, OptionMap, open_image, zoned, zoned_check};
+use zio::blocklayer::zone_rules::ZoneGeometry;
+use zio::blocklayer::{OpenRequest, OptionMap, open_image, strerror, zoned, zoned_check};
 use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio::units::parse_size;
 
@@ -82,7 +84,8 @@ enum Action {
         /// Format options, e.g. zone_size=64M,zone_capacity=48M,zone_nr_conv=1
         #[arg(short = 'o', value_name = "OPTIONS")]
         options: Vec<String>,
-        /// The file to create (replaced if it exists)
+        /// The file to create; an existing image is replaced only once the
+        /// new one is complete, and refused while in use
         file: String,
         /// Device size, e.g. 1G
         size: String,
@@ -157,7 +160,11 @@ fn roff_escape(s: &str) -> String {
     }
 }
 
-/// `zio create`: one line as qemu-img prints it, or one error line.
+/// `zio create`: one line as qemu-img prints it, or one error line. The
+/// options and the geometry are checked first; the image is then built
+/// in a temporary file that replaces FILE only once complete
+/// (`blocklayer::create`), so a failed or killed create leaves FILE as it
+/// was, and one that another process holds open is refused.
 fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<String, String> {
     let size = parse_size(size).map_err(|e| format!("Invalid image size '{size}': {e}"))?;
     let mut opts = OptionMap::parse(&options.join(","))?;
@@ -165,6 +172,8 @@ fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<St
         "zoned" => {
             let cfg = take_zone_config(&mut opts, size)?;
             opts.finish("format", "zoned")?;
+            // An impossible geometry is refused before anything is touched.
+            ZoneGeometry::new(&cfg)?;
             zoned::create(file, &cfg)?;
             Ok(format!(
                 "Formatting '{file}', fmt=zoned size={size} zone_size={} zone_capacity={} zone_nr_conv={} zone_max_open={} zone_max_active={} zone_append_max={}",
@@ -178,9 +187,7 @@ fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<St
         }
         "raw" => {
             opts.finish("format", "raw")?;
-            std::fs::File::create(file)
-                .and_then(|f| f.set_len(size))
-                .map_err(|e| format!("Could not create '{file}': {e}"))?;
+            create_image(file, |f| f.set_len(size).map_err(|e| strerror(&e)))?;
             Ok(format!("Formatting '{file}', fmt=raw size={size}"))
         }
         other => Err(format!(

@@ -45,6 +45,20 @@ const LOCK_BYTE: i64 = 0x100;
 /// writer, is refused (`-U` skips the lock for read-only inspection). The
 /// lock belongs to the open file and goes away with it, even on kill -9.
 fn lock_image(file: &File, write: bool) -> Result<(), String> {
+    match take_image_lock(file, write) {
+        Ok(()) => Ok(()),
+        Err(Errno::EAGAIN | Errno::EACCES) => Err(format!(
+            "Failed to get \"{}\" lock: is another process using the image? (-U opens it read-only without the lock)",
+            if write { "write" } else { "shared read" }
+        )),
+        Err(e) => Err(format!("Failed to lock the image: {}", e.desc())),
+    }
+}
+
+/// zio's image lock on `file` (opened for writing when `write`): EAGAIN or
+/// EACCES when another open file holds a conflicting one. On file systems
+/// without OFD locks it succeeds without a lock, as QEMU goes on unlocked.
+pub(crate) fn take_image_lock(file: &File, write: bool) -> nix::Result<()> {
     use nix::fcntl::{FcntlArg, fcntl};
     let lock = libc::flock {
         l_type: if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16,
@@ -54,27 +68,30 @@ fn lock_image(file: &File, write: bool) -> Result<(), String> {
         l_pid: 0,
     };
     match fcntl(file, FcntlArg::F_OFD_SETLK(&lock)) {
-        Ok(_) => Ok(()),
-        Err(Errno::EAGAIN | Errno::EACCES) => Err(format!(
-            "Failed to get \"{}\" lock: is another process using the image? (-U opens it read-only without the lock)",
-            if write { "write" } else { "shared read" }
-        )),
-        // File systems without OFD locks: go on unlocked, as QEMU does.
-        Err(Errno::EINVAL | Errno::ENOLCK | Errno::EOPNOTSUPP) => Ok(()),
-        Err(e) => Err(format!("Failed to lock the image: {}", e.desc())),
+        Ok(_) | Err(Errno::EINVAL | Errno::ENOLCK | Errno::EOPNOTSUPP) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
 impl FileNode {
     /// Opens `path` for a protocol node named `driver`; `exclusive` adds
-    /// O_EXCL to a writable open (a block device in use is refused).
+    /// O_EXCL to a writable open, so a block device that is mounted or
+    /// opened O_EXCL elsewhere is refused with EBUSY (read-only opens stay
+    /// shared).
     pub fn open_path(
         path: &str,
         flags: &OpenFlags,
         driver: &'static str,
         exclusive: bool,
     ) -> Result<FileNode, String> {
-        let fail = |e: &io::Error| format!("Could not open '{path}': {}", strerror(e));
+        let fail = |e: &io::Error| {
+            let busy = if exclusive && e.raw_os_error() == Some(libc::EBUSY) {
+                " (in use: mounted or opened exclusively by another program)"
+            } else {
+                ""
+            };
+            format!("Could not open '{path}': {}{busy}", strerror(e))
+        };
         if let Ok(m) = std::fs::metadata(path)
             && m.is_dir()
         {

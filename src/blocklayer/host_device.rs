@@ -1,10 +1,12 @@
 //! `host_device`: the protocol driver for block devices (/dev/nullb0,
 //! /dev/nvme0n1, ...), zoned or not.
 //!
-//! Reads and writes go through the I/O core of `file`. For a zoned device
-//! this module reads the model and limits from sysfs, opens it O_DIRECT
-//! (unaligned requests bounced at the logical block size) and O_EXCL when
-//! writable, reports and manages zones with the Linux zone ioctls, and
+//! Reads and writes go through the I/O core of `file`. Every writable open
+//! is O_EXCL, zoned or not, so a mounted device or one another program
+//! holds exclusively is refused (EBUSY) rather than written under it;
+//! read-only opens are shared. For a zoned device this module reads the
+//! model and limits from sysfs, opens it O_DIRECT (unaligned requests
+//! bounced at the logical block size), reports and manages zones with the Linux zone ioctls, and
 //! emulates zone append as a write at the write pointer under a per-zone
 //! lock, with the write pointer read from the device for every append.
 //! Errors keep the kernel's errno. The ioctl calls are the only `unsafe`
@@ -85,7 +87,10 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     // A zoned device must be written O_DIRECT: through the page cache the
     // writes reach it late and out of order.
     flags.nocache |= zoned;
-    let mut io = FileNode::open_path(&path, &flags, "host_device", zoned)?;
+    // Every writable open is O_EXCL: a device that is mounted (or opened
+    // O_EXCL by another program, another zio included) is refused with
+    // EBUSY instead of being written under its owner.
+    let mut io = FileNode::open_path(&path, &flags, "host_device", true)?;
     let lbs = queue.num("logical_block_size").unwrap_or(512);
     io.set_alignment(lbs);
     Ok(Arc::new(HostDevice {

@@ -14,6 +14,7 @@ mod options;
 
 pub mod aligned;
 pub mod blkdebug;
+pub mod create;
 pub mod emulated;
 pub mod file;
 pub mod filter;

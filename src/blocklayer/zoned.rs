@@ -569,8 +569,16 @@ pub(crate) fn replay(
     Ok(())
 }
 
-/// Writes a fresh, empty zoned image into `file` (empty, open for writing)
-/// and syncs it.
+/// Creates a zoned image at `path`, empty: `format` builds it in a
+/// temporary file that replaces `path` only once it is complete (see
+/// `create::create_image`).
+pub fn create(path: &str, cfg: &ZoneConfig) -> Result<Header, String> {
+    super::create::create_image(path, |file| format(file, cfg))
+}
+
+/// Writes a fresh, empty zoned image of `cfg` into `file` (open for
+/// writing, empty) and syncs it. Errors are the reason alone (the caller
+/// names the file).
 pub fn format(file: &File, cfg: &ZoneConfig) -> Result<Header, String> {
     let geo = ZoneGeometry::new(cfg)?;
     let header = Header::for_config(*cfg, &geo);
@@ -581,25 +589,11 @@ pub fn format(file: &File, cfg: &ZoneConfig) -> Result<Header, String> {
         .map_err(fail)?;
     file.write_all_at(&encode_slot(1), header.log_offset)
         .map_err(fail)?;
-    // The header goes last: a file without it is not a zoned image.
-    file.sync_data().map_err(fail)?;
+    // (A temporary file until it replaces the target: nothing needs to
+    // be ordered inside it.)
     file.write_all_at(&header.encode(), 0).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     Ok(header)
-}
-
-/// Creates a zoned image at `path` (replacing what is there), empty.
-pub fn create(path: &str, cfg: &ZoneConfig) -> Result<Header, String> {
-    ZoneGeometry::new(cfg)?;
-    let fail = |e: String| format!("Could not create '{path}': {e}");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| fail(super::strerror(&e)))?;
-    format(&file, cfg).map_err(fail)
 }
 
 /// The log's position while the image is open.
