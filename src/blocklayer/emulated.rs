@@ -454,17 +454,37 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             .exposed
             .iter()
             .try_for_each(|&(at, n)| self.store.expose(at, n));
-        self.commit(&mut st, mark, exposed)?;
+        let dirty = st.peek_changes();
+        let committed = exposed.and_then(|()| {
+            if dirty.zones.is_empty() && !dirty.cursor_moved {
+                Ok(())
+            } else {
+                self.store.commit(&st, &dirty)
+            }
+        });
+        if let Err(e) = committed {
+            st.rollback(mark);
+            st.take_changes();
+            return Err(e);
+        }
         if !outcome.reset.is_empty() {
             // A reset gives up data: it is made durable before the data is
             // discarded, so neither a kill nor a power loss can leave a
-            // write pointer over discarded bytes. Discarding is advisory
-            // (unwritten bytes read as such whatever the store holds).
-            self.store.flush()?;
+            // write pointer over discarded bytes. If that fails, the reset
+            // is taken back and the old records committed again. Discarding
+            // is advisory (unwritten bytes read as such whatever the store
+            // holds).
+            if let Err(e) = self.store.flush() {
+                st.rollback(mark);
+                let _ = self.store.commit(&st, &dirty);
+                st.take_changes();
+                return Err(e);
+            }
             for &(start, n) in &outcome.reset {
                 let _ = self.store.discard(start, n);
             }
         }
+        st.take_changes();
         outcome.result
     }
 
