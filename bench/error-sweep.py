@@ -157,29 +157,11 @@ def one(env, img, sc, kind, model0, ops, out_before, rc, out, err, v, where, cle
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenario", action="append", default=[])
-    ap.add_argument("--skip", action="append", default=[])
-    ap.add_argument("--errno", action="append", default=[], help="EIO, ENOSPC (default both)")
-    ap.add_argument("--quiet", action="store_true")
-    ap.add_argument("--zio", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "zio"))
-    a = ap.parse_args()
-    if not shutil.which("strace"):
-        print("error-sweep: strace not found", file=sys.stderr)
-        return 77
-    t0 = time.monotonic()
-    total, bad = 0, []
-    with tempfile.TemporaryDirectory() as tmp:
-        env = zs.Env(os.path.abspath(a.zio), tmp)
-        for sc in zs.by_names(a.scenario):
-            if sc["name"] in a.skip:
-                continue
-            n, v = sweep(env, tmp, sc, a.errno or ["EIO", "ENOSPC"], a.quiet)
-            total += n
-            bad += v
-    print(f"total: error points: {total}, violations: {len(bad)}")
-    print(f"elapsed: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return 1 if bad else 0
+    def add(ap):
+        ap.add_argument("--errno", action="append", default=[], help="EIO, ENOSPC (default both)")
+    return zs.main(__doc__, "error-sweep", "error points",
+                   lambda env, tmp, sc, a: sweep(env, tmp, sc, a.errno or ["EIO", "ENOSPC"], a.quiet),
+                   add_args=add)
 
 
 if __name__ == "__main__":

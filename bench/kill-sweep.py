@@ -141,33 +141,8 @@ def sweep(env, tmp, sc, quiet):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--scenario", action="append", default=[])
-    ap.add_argument("--skip", action="append", default=[])
-    ap.add_argument("--list", action="store_true")
-    ap.add_argument("--quiet", action="store_true", help="counts only, no violation lines")
-    ap.add_argument("--zio", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "zio"))
-    a = ap.parse_args()
-    if a.list:
-        print("\n".join(s["name"] for s in zs.SCENARIOS))
-        return 0
-    if not shutil.which("strace"):
-        print("kill-sweep: strace not found", file=sys.stderr)
-        return 77
-    t0 = time.monotonic()
-    total, bad = 0, []
-    with tempfile.TemporaryDirectory() as tmp:
-        env = zs.Env(os.path.abspath(a.zio), tmp)
-        self_test(env, tmp)
-        for sc in zs.by_names(a.scenario):
-            if sc["name"] in a.skip:
-                continue
-            n, v = sweep(env, tmp, sc, a.quiet)
-            total += n
-            bad += v
-    print(f"total: kill points: {total}, violations: {len(bad)}")
-    print(f"elapsed: {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return 1 if bad else 0
+    return zs.main(__doc__, "kill-sweep", "kill points",
+                   lambda env, tmp, sc, a: sweep(env, tmp, sc, a.quiet), before=self_test)
 
 
 if __name__ == "__main__":

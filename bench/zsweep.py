@@ -18,6 +18,7 @@ in its own run with `strace -e inject=SYSCALL:signal=KILL:when=N` (or
 `error=EIO`/`error=ENOSPC`). stdlib only.
 """
 
+import argparse
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 ZONE = 1 << 20
 NZ = 8
@@ -552,3 +554,40 @@ def split_power_cycle(sc, ops, out):
     if len(lines) > NZ and parse_report(lines[:NZ]):
         return parse_report(lines[:NZ]), "\n".join(lines[NZ:])
     return None, ""
+
+
+def main(doc, prog, what, sweep, add_args=None, before=None):
+    """The command line both sweeps share: --scenario/--skip/--list/--quiet/
+    --zio plus `add_args(parser)`; runs `sweep(env, tmp, scenario, args)`
+    (returns (points, violations)) over the chosen scenarios after
+    `before(env, tmp)`, prints the counts and returns the exit status."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--scenario", action="append", default=[])
+    ap.add_argument("--skip", action="append", default=[])
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--quiet", action="store_true", help="counts only, no violation lines")
+    ap.add_argument("--zio", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "zio"))
+    if add_args:
+        add_args(ap)
+    a = ap.parse_args()
+    if a.list:
+        print("\n".join(s["name"] for s in SCENARIOS))
+        return 0
+    if not shutil.which("strace"):
+        print(f"{prog}: strace not found", file=sys.stderr)
+        return 77
+    t0 = time.monotonic()
+    total, bad = 0, []
+    with tempfile.TemporaryDirectory() as tmp:
+        env = Env(os.path.abspath(a.zio), tmp)
+        if before:
+            before(env, tmp)
+        for sc in by_names(a.scenario):
+            if sc["name"] in a.skip:
+                continue
+            n, v = sweep(env, tmp, sc, a)
+            total += n
+            bad += v
+    print(f"total: {what}: {total}, violations: {len(bad)}")
+    print(f"elapsed: {time.monotonic() - t0:.1f} s", file=sys.stderr)
+    return 1 if bad else 0

@@ -162,7 +162,6 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
     }
 
     // The log: superblocks and the entries that count, replayed in turn.
-    let mut new_epoch = false;
     match scan_log(node.as_ref(), &header) {
         Ok(mut log) => {
             if log.dropped > 0 {
@@ -181,7 +180,6 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
                         what: err.replace("entry 0", &format!("entry {n}")),
                         fix: format!("log entries from {n} on are dropped"),
                     });
-                    new_epoch = true;
                     break;
                 }
                 saved = trial;
@@ -192,7 +190,6 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
                 what: e,
                 fix: "a new, empty log is started".into(),
             });
-            new_epoch = true;
         }
     }
 
@@ -303,7 +300,6 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
         ));
         return Verdict::Corrupt;
     }
-    let _ = new_epoch;
     if let Err(e) = write_repair(&node, path, &header, &saved, truncated) {
         say(&format!(
             "ERROR writing the repaired table: {}",
