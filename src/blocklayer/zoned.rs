@@ -398,14 +398,15 @@ pub(crate) struct Entry {
 }
 
 /// Reads the entry at `pos` of the log if it is intact and the next one
-/// (`epoch`, `seq`); `None` where the log ends.
+/// (`epoch`, `seq`); `None` where the log ends, `Some(Err)` for an entry
+/// whose checksum holds but whose content breaks the format.
 fn read_entry(
     child: &dyn BlockDriver,
     h: &Header,
     epoch: u64,
     seq: u64,
     pos: u64,
-) -> io::Result<Option<Entry>> {
+) -> io::Result<Option<Result<Entry, String>>> {
     if pos + ENTRY_ALIGN > h.log_size {
         return Ok(None);
     }
@@ -440,6 +441,17 @@ fn read_entry(
     if hs.finalize() != le32(&b, 60) {
         return Ok(None);
     }
+    let reserved_ok = b[29..32].iter().chain(&b[48..60]).all(|&x| x == 0)
+        && (0..nrec).all(|k| {
+            let at = ENTRY_HEAD + k * LOG_REC;
+            b[at + 17..at + LOG_REC].iter().all(|&x| x == 0)
+        })
+        && (kind == KIND_CHANGE || nrec == 0);
+    if !reserved_ok {
+        return Ok(Some(Err(
+            "its reserved bytes are not zero (or a flush marker has records)".into(),
+        )));
+    }
     let recs = (0..nrec)
         .map(|k| {
             let at = ENTRY_HEAD + k * LOG_REC;
@@ -448,12 +460,12 @@ fn read_entry(
         .collect();
     let mut boot = [0u8; 16];
     boot.copy_from_slice(&b[32..48]);
-    Ok(Some(Entry {
+    Ok(Some(Ok(Entry {
         kind,
         boot,
         recs,
         len,
-    }))
+    })))
 }
 
 /// The log as found at open.
@@ -468,6 +480,9 @@ pub(crate) struct LogScan {
     /// Entries after the last flush marker that were dropped: written in
     /// an earlier boot, so their data may not have reached the disk.
     pub dropped: usize,
+    /// An entry with a valid checksum that breaks the format: the log is
+    /// taken to end before it (`zio check` reports it).
+    pub problem: Option<String>,
 }
 
 /// Reads the superblock slots and the entries of the current epoch.
@@ -485,11 +500,21 @@ pub(crate) fn scan_log(child: &dyn BlockDriver, h: &Header) -> Result<LogScan, S
             return Err("zoned image log: neither superblock slot is intact".into());
         }
     };
-    let mut all = Vec::new();
+    let mut all: Vec<Entry> = Vec::new();
     let mut pos = 0;
+    let mut problem = None;
     while let Some(e) = read_entry(child, h, epoch, all.len() as u64, pos).map_err(io_err)? {
-        pos += e.len;
-        all.push(e);
+        match e {
+            Ok(e) => {
+                pos += e.len;
+                all.push(e);
+            }
+            Err(why) => {
+                // The log ends before it: it is not trusted.
+                problem = Some(format!("zoned image log: entry {}: {why}", all.len()));
+                break;
+            }
+        }
     }
     // Entries after the last marker count only if written in this boot.
     let after = all
@@ -508,6 +533,7 @@ pub(crate) fn scan_log(child: &dyn BlockDriver, h: &Header) -> Result<LogScan, S
         kept: all,
         end,
         dropped,
+        problem,
     })
 }
 

@@ -170,6 +170,12 @@ pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
                     log.dropped
                 ));
             }
+            if let Some(what) = log.problem.take() {
+                problems.push(Problem {
+                    what,
+                    fix: "it is dropped with the entries after it".into(),
+                });
+            }
             let kept = std::mem::take(&mut log.kept);
             for (n, e) in kept.into_iter().enumerate() {
                 let mut one = log.clone();
