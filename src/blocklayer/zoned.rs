@@ -44,6 +44,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::emulated::{EmulatedZoned, ZoneStore, forward_to_engine, take_zone_faults};
@@ -639,6 +640,8 @@ pub struct ImageStore {
     child: Arc<dyn BlockDriver>,
     header: Header,
     log: Mutex<Log>,
+    /// Something was written to the child since its last sync.
+    written: AtomicBool,
 }
 
 fn wf() -> WriteFlags {
@@ -651,6 +654,7 @@ impl ImageStore {
     }
 
     fn append_entry(&self, log: &mut Log, kind: u8, recs: &[(u64, u64, u8)]) -> io::Result<()> {
+        self.written.store(true, Ordering::Release);
         let e = encode_entry(log.epoch, log.seq, kind, &boot_id(), recs);
         let at = self.header.entries_offset() + log.pos;
         if let Err(err) = self.child.write(at, &e, wf()) {
@@ -666,10 +670,17 @@ impl ImageStore {
     /// Everything stored and logged so far on stable storage, with a
     /// marker saying so.
     fn flush_log(&self, log: &mut Log) -> io::Result<()> {
-        self.child.flush()?;
+        if !self.written.swap(false, Ordering::AcqRel) && !log.unflushed {
+            return Ok(());
+        }
+        if let Err(e) = self.child.flush() {
+            self.written.store(true, Ordering::Release);
+            return Err(e);
+        }
         if log.unflushed {
             self.append_entry(log, KIND_MARKER, &[])?;
             self.child.flush()?;
+            self.written.store(false, Ordering::Release);
             log.unflushed = false;
         }
         Ok(())
@@ -678,6 +689,7 @@ impl ImageStore {
     /// Writes records into the table in place, runs of consecutive records
     /// in one write each.
     fn write_table(&self, recs: &[(u64, u64, u8)]) -> io::Result<()> {
+        self.written.store(true, Ordering::Release);
         let t = self.header.table_offset;
         let mut run: Vec<u8> = Vec::new();
         let mut run_start = 0;
@@ -703,12 +715,15 @@ impl ImageStore {
             self.child.flush()?;
         }
         let next = 1 - log.slot;
+        self.written.store(true, Ordering::Release);
         self.child.write(
             self.header.log_offset + next * SLOT,
             &encode_slot(log.epoch + 1),
             wf(),
         )?;
-        self.child.flush()?;
+        // Not synced: until the next sync makes it durable, a power loss
+        // brings back the old epoch, whose log (all before a marker)
+        // replays over the table to the same state.
         log.epoch += 1;
         log.slot = next;
         log.seq = 0;
@@ -724,15 +739,18 @@ impl ZoneStore for ImageStore {
     }
 
     fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.written.store(true, Ordering::Release);
         self.child
             .write(self.header.data_offset + offset, buf, wf())
     }
 
     fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.written.store(true, Ordering::Release);
         self.child.discard(self.header.data_offset + offset, len)
     }
 
     fn expose(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.written.store(true, Ordering::Release);
         let flags = WriteFlags {
             may_unmap: true,
             ..WriteFlags::default()
@@ -874,6 +892,7 @@ pub fn open_over(
     let store = ImageStore {
         child,
         header,
+        written: AtomicBool::new(false),
         log: Mutex::new(Log {
             epoch: scan.epoch,
             slot: scan.slot,
