@@ -92,10 +92,11 @@ enum Action {
     },
     /// Check a zoned image, as `qemu-img check` does
     ///
-    /// Verifies the header and zone table checksums, each zone's condition
-    /// against its write pointer, the open/active counts against the limits,
-    /// and the file's length. Exit status: 0 clean, 1 problems found that
-    /// --repair fixes (or fixed), 2 corrupt beyond repair. The image is not
+    /// Verifies the header, the zone table's records (every field), the
+    /// log, each zone's condition against its write pointer, the open/active
+    /// counts against the limits, and the file's length. Exit status, as
+    /// qemu-img check's: 0 clean (or repaired), 2 errors found, 1 not
+    /// checked (no such file, in use, not a zoned image). The image is not
     /// modified without --repair.
     Check {
         /// Repair what can be repaired, then check again
