@@ -310,27 +310,36 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     /// Commits the changes since `mark` to the store, or rolls them back if
-    /// the store fails (or `stored` already failed).
-    fn commit(&self, st: &mut ZoneState, mark: Mark, stored: io::Result<()>) -> io::Result<()> {
+    /// the store fails (or `stored` already failed). On success the changes
+    /// stay to be taken (returned as committed), so a caller can still take
+    /// them back; on failure they are gone.
+    fn try_commit(
+        &self,
+        st: &mut ZoneState,
+        mark: Mark,
+        stored: io::Result<()>,
+    ) -> io::Result<Dirty> {
+        let dirty = st.peek_changes();
         let r = stored.and_then(|()| {
-            let dirty = st.peek_changes();
             if dirty.zones.is_empty() && !dirty.cursor_moved {
                 Ok(())
             } else {
                 self.store.commit(st, &dirty)
             }
         });
-        match r {
-            Ok(()) => {
-                st.take_changes();
-                Ok(())
-            }
-            Err(e) => {
-                st.rollback(mark);
-                st.take_changes();
-                Err(e)
-            }
+        if let Err(e) = r {
+            st.rollback(mark);
+            st.take_changes();
+            return Err(e);
         }
+        Ok(dirty)
+    }
+
+    /// [`try_commit`](Self::try_commit), the changes then taken.
+    fn commit(&self, st: &mut ZoneState, mark: Mark, stored: io::Result<()>) -> io::Result<()> {
+        self.try_commit(st, mark, stored)?;
+        st.take_changes();
+        Ok(())
     }
 
     /// Reads with the zone locks held: stored data, with 0xff at or after
@@ -454,19 +463,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             .exposed
             .iter()
             .try_for_each(|&(at, n)| self.store.expose(at, n));
-        let dirty = st.peek_changes();
-        let committed = exposed.and_then(|()| {
-            if dirty.zones.is_empty() && !dirty.cursor_moved {
-                Ok(())
-            } else {
-                self.store.commit(&st, &dirty)
-            }
-        });
-        if let Err(e) = committed {
-            st.rollback(mark);
-            st.take_changes();
-            return Err(e);
-        }
+        let dirty = self.try_commit(&mut st, mark, exposed)?;
         if !outcome.reset.is_empty() {
             // A reset gives up data: it is made durable before the data is
             // discarded, so neither a kill nor a power loss can leave a
