@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
-cargo build --release --bins -q --manifest-path "$root/Cargo.toml"
+cargo build --release -q -p zio -p zio-iotests --manifest-path "$root/Cargo.toml"
 # The runner names this script in rerun hints and finds iotests/ next to it.
 export ZIO_IOTESTS_LAUNCHER=$0
 exec "$target/release/zio-iotests" --zio "$target/release/zio" "$@"

@@ -1,11 +1,11 @@
 //! zio: a qemu-io-style shell for zoned block devices.
 //!
-//! `blocklayer` owns the node graph and drivers; `commands` owns the shell
-//! commands, which see only the `BlockBackend` API; `runner` owns the
-//! golden-output test runner behind `run-iotests.sh`.
+//! This crate owns the shell's commands (`commands`), which see only the
+//! `BlockBackend` API of the block layer (the `zio-block` crate); the
+//! binary (`src/bin/zio.rs`) adds the command line, `create`, `check` and
+//! the interactive shell. The golden-output runner is the `zio-iotests`
+//! crate, the fuzzer the `zio-fuzz` crate in `fuzz/`.
 
-pub mod blocklayer;
+#![deny(unsafe_code)]
+
 pub mod commands;
-pub mod rng;
-pub mod runner;
-pub mod units;

@@ -11,6 +11,8 @@
 //! Commands may start with `zio`, `truncate` or `printf` (for `printf ... |
 //! zio ...`): the examples stay about zio and never touch the host.
 
+#![deny(unsafe_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -4,13 +4,15 @@
 //! Tests in the `disabled` group are left out; `not run` tests become
 //! ignored trials carrying their reason; a failure carries the diff.
 
+#![deny(unsafe_code)]
+
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Trial};
-use zio::runner::report::details;
-use zio::runner::{Config, Selection, Status, discover, run_one, select};
+use zio_iotests::report::details;
+use zio_iotests::{Config, Selection, Status, discover, run_one, select};
 
 fn main() -> ExitCode {
     let args = Arguments::from_args();

@@ -2,6 +2,8 @@
 //! embedded default), then runs commands from `-c`, a terminal (rustyline)
 //! or a script on stdin. Exit status 1 if any command failed.
 
+#![deny(unsafe_code)]
+
 use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -15,12 +17,9 @@ use rustyline::hint::{Hint, Hinter};
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 
-use zio::blocklayer::create::create_image;
-use zio::blocklayer::emulated::take_zone_config;
-use zio::blocklayer::zone_rules::ZoneGeometry;
-use zio::blocklayer::{OpenRequest, OptionMap, open_image, strerror, zoned, zoned_check};
 use zio::commands::{Command, Console, Shell, Status, find, table};
-use zio::units::parse_size;
+use zio_block::units::parse_size;
+use zio_block::{OpenRequest, Verdict, check_image, create_image, open_image};
 
 /// What `zio` opens when no image is named: a zoned null device with the
 /// geometry of `modprobe null_blk zoned=1` (250 GiB, 256 MiB zones).
@@ -162,39 +161,13 @@ fn roff_escape(s: &str) -> String {
 }
 
 /// `zio create`: one line as qemu-img prints it, or one error line. The
-/// options and the geometry are checked first; the image is then built
-/// in a temporary file that replaces FILE only once complete
-/// (`blocklayer::create`), so a failed or killed create leaves FILE as it
-/// was, and one that another process holds open is refused.
+/// format's create hook checks the options and the geometry first, then
+/// builds the image in a temporary file that replaces FILE only once
+/// complete, so a failed or killed create leaves FILE as it was, and one
+/// that another process holds open is refused.
 fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<String, String> {
     let size = parse_size(size).map_err(|e| format!("Invalid image size '{size}': {e}"))?;
-    let mut opts = OptionMap::parse(&options.join(","))?;
-    match format {
-        "zoned" => {
-            let cfg = take_zone_config(&mut opts, size)?;
-            opts.finish("format", "zoned")?;
-            // An impossible geometry is refused before anything is touched.
-            ZoneGeometry::new(&cfg)?;
-            zoned::create(file, &cfg)?;
-            Ok(format!(
-                "Formatting '{file}', fmt=zoned size={size} zone_size={} zone_capacity={} zone_nr_conv={} zone_max_open={} zone_max_active={} zone_append_max={}",
-                cfg.zone_size,
-                cfg.zone_capacity.unwrap_or(cfg.zone_size),
-                cfg.nr_conv,
-                cfg.max_open,
-                cfg.max_active,
-                cfg.zone_append_max
-            ))
-        }
-        "raw" => {
-            opts.finish("format", "raw")?;
-            create_image(file, |f| f.set_len(size).map_err(|e| strerror(&e)))?;
-            Ok(format!("Formatting '{file}', fmt=raw size={size}"))
-        }
-        other => Err(format!(
-            "Unknown image format '{other}' (zio creates zoned and raw images)"
-        )),
-    }
+    create_image(format, &options.join(","), file, size)
 }
 
 fn main() -> ExitCode {
@@ -216,11 +189,11 @@ fn main() -> ExitCode {
     }
     if let Some(Action::Check { repair, file }) = &cli.action {
         let mut say = |l: &str| println!("{l}");
-        let verdict = zoned_check::check(file, *repair, &mut say);
-        if verdict == zoned_check::Verdict::Repaired {
+        let verdict = check_image(file, *repair, &mut say);
+        if verdict == Verdict::Repaired {
             say("Double checking the fixed image now...");
-            let again = zoned_check::check(file, false, &mut say);
-            if again != zoned_check::Verdict::Clean {
+            let again = check_image(file, false, &mut say);
+            if again != Verdict::Clean {
                 return ExitCode::from(2);
             }
         }

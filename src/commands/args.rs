@@ -3,7 +3,7 @@
 //! numbers by `cvtnum` and pattern bytes by `strtol`. Errors carry
 //! qemu-io's exact wording.
 
-use crate::units::{SizeError, parse_size};
+use zio_block::units::{SizeError, parse_size};
 
 /// Splits a line on spaces, skipping empty tokens; no quoting, as qemu-io.
 pub fn breakline(line: &str) -> Vec<&str> {

@@ -8,7 +8,7 @@
 use serde::Serialize;
 
 use super::Console;
-use crate::blocklayer::{Zone, ZoneCond, ZoneType};
+use zio_block::{Zone, ZoneCond, ZoneType};
 
 /// Version of the JSON output schemas (zone report records, zone summary,
 /// info). Bumped on any incompatible change.

@@ -20,7 +20,7 @@ mod zone;
 
 use std::io::{self, Write};
 
-use crate::blocklayer::BlockBackend;
+use zio_block::BlockBackend;
 
 /// Where commands write: stdout for results, stderr for diagnostics.
 /// Stdout is flushed before anything goes to stderr, so a merged stream

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::format::{SCHEMA_VERSION, bad_count, json_pretty};
 use super::report::cvtstr;
 use super::{Body, Command, Console, Status};
-use crate::blocklayer::{BlockBackend, NodeInfo, ZoneInfo, strerror};
+use zio_block::{BlockBackend, NodeInfo, ZoneInfo, strerror};
 
 pub const COMMANDS: &[Command] = &[
     Command {

@@ -9,8 +9,8 @@ use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
 use super::progress::{PIECE, Progress, pieces};
 use super::report::{IoReport, cvtstr, dump_buffer};
 use super::{Body, Command, Console, Status, usage};
-use crate::blocklayer::aligned::AlignedBuf;
-use crate::blocklayer::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
+use zio_block::aligned::AlignedBuf;
+use zio_block::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
 
 /// Reads up to this size land in one buffer, as in qemu-io; larger ones
 /// stream, and `-v` then reads the range a second time to dump it.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::args::{GetOpt, Opt, strtol0};
 use super::{Body, Command, Shell, Status, find, not_found, table, usage};
-use crate::blocklayer::{OpenRequest, open_image};
+use zio_block::{OpenRequest, open_image};
 
 pub const COMMANDS: &[Command] = &[
     Command {

@@ -20,7 +20,7 @@ use super::format::{
 use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
 use super::{Body, Command, Console, Status, usage};
-use crate::blocklayer::{BlockBackend, Zone, ZoneCond, ZoneOp, ZoneType, strerror};
+use zio_block::{BlockBackend, Zone, ZoneCond, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
 const REPORT_BATCH: u64 = 65536;
@@ -853,7 +853,7 @@ const APPEND_HELP: &str = "
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklayer::{ZoneCond, ZoneType};
+    use zio_block::{ZoneCond, ZoneType};
 
     #[test]
     fn report_line_matches_qemu_io() {

@@ -10,6 +10,8 @@
 //! tests inside a Linux VM against real zoned devices (`--vm`), and [`cli`]
 //! ties it together for the `zio-iotests` binary.
 
+#![deny(unsafe_code)]
+
 pub mod cli;
 pub mod compare;
 pub mod config;

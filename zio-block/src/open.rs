@@ -1,14 +1,12 @@
 //! Building a graph from what the user typed: an image name (probed), `-f FMT`,
-//! or `--image-opts` with dotted child options. The driver table lives here;
-//! each driver's own `open` takes the options it knows.
+//! or `--image-opts` with dotted child options. Drivers come from the table
+//! (`drivers`); each driver's own `open` takes the options it knows.
 
 use std::fmt;
 use std::sync::Arc;
 
-use super::{
-    BlockBackend, BlockDriver, OptionMap, Role, blkdebug, file, host_device, null, raw, throttle,
-    zoned,
-};
+use super::drivers::{self, lookup};
+use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -55,26 +53,8 @@ impl fmt::Display for OpenError {
 
 impl std::error::Error for OpenError {}
 
-/// A driver's constructor: takes the options it knows from the map.
-type OpenFn = fn(&mut OptionMap, &OpenFlags) -> Result<Arc<dyn BlockDriver>, String>;
-
-/// The drivers zio knows, with their role.
-const DRIVERS: &[(&str, Role, OpenFn)] = &[
-    ("file", Role::Protocol, file::open),
-    ("host_device", Role::Protocol, host_device::open),
-    ("null", Role::Protocol, null::open),
-    ("raw", Role::Format, raw::open),
-    ("zoned", Role::Format, zoned::open),
-    ("throttle", Role::Filter, throttle::open),
-    ("blkdebug", Role::Filter, blkdebug::open),
-];
-
-fn lookup(name: &str) -> Option<&'static (&'static str, Role, OpenFn)> {
-    DRIVERS.iter().find(|(n, _, _)| *n == name)
-}
-
 fn is_protocol(name: &str) -> bool {
-    matches!(lookup(name), Some((_, Role::Protocol, _)))
+    lookup(name).is_some_and(|d| d.role == Role::Protocol)
 }
 
 /// Opens the graph `req` describes and puts a backend on top of it.
@@ -145,11 +125,11 @@ pub fn open_node(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
         }
         None => return Err("A block device must be specified for \"file\"".into()),
     };
-    let Some(&(_, role, open)) = lookup(&driver) else {
+    let Some(entry) = lookup(&driver) else {
         return Err(format!("Unknown driver '{driver}'"));
     };
-    let node = open(opts, flags)?;
-    let kind = match role {
+    let node = (entry.open)(opts, flags)?;
+    let kind = match entry.role {
         Role::Protocol => "protocol",
         Role::Format => "format",
         Role::Filter => "filter",
@@ -193,18 +173,25 @@ pub(crate) fn open_protocol(
     }
 }
 
-/// Chooses the format for a probed image: `zoned` by its magic, else raw.
+/// Chooses the format for a probed image: the first format in the driver
+/// table whose probe claims its first bytes, else raw.
 fn probe_format(
     proto: Arc<dyn BlockDriver>,
     opts: &mut OptionMap,
     flags: &OpenFlags,
 ) -> Result<Arc<dyn BlockDriver>, String> {
-    let mut magic = [0u8; 8];
-    if proto.length().unwrap_or(0) >= magic.len() as u64
-        && proto.read(0, &mut magic).is_ok()
-        && zoned::probe(&magic)
-    {
-        return zoned::open_over(proto, opts, flags);
-    }
-    Ok(raw::over(proto))
+    let mut first = [0u8; PROBE_BYTES];
+    let got = (proto.length().unwrap_or(0) as usize).min(PROBE_BYTES);
+    let claimed = match proto.read(0, &mut first[..got]) {
+        Ok(()) => drivers::probe(&first[..got]),
+        Err(_) => None,
+    };
+    let over = claimed
+        .or_else(|| lookup("raw"))
+        .and_then(|d| d.over)
+        .expect("the raw driver opens over any child");
+    over(proto, opts, flags)
 }
+
+/// How much of an image the format probes see, as QEMU's BLOCK_PROBE_BUF_SIZE.
+const PROBE_BYTES: usize = 2048;

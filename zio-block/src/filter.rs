@@ -41,6 +41,7 @@ impl<P: FilterPolicy> FilterNode<P> {
         FilterNode { child, policy }
     }
 
+    #[cfg(test)]
     pub fn policy(&self) -> &P {
         &self.policy
     }

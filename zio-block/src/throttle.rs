@@ -121,8 +121,8 @@ impl FilterPolicy for Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklayer::WriteFlags;
-    use crate::blocklayer::null::NullNode;
+    use crate::WriteFlags;
+    use crate::null::NullNode;
 
     #[test]
     fn bandwidth_is_limited() {

@@ -99,6 +99,7 @@ impl Chunks {
         });
     }
 
+    #[cfg(test)]
     pub fn chunk_count(&self) -> usize {
         (0..SHARDS).map(|i| self.shard(i).len()).sum()
     }

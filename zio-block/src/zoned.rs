@@ -47,7 +47,9 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::emulated::{EmulatedZoned, ZoneStore, forward_to_engine, take_zone_faults};
+use super::emulated::{
+    EmulatedZoned, ZoneStore, forward_to_engine, take_zone_config, take_zone_faults,
+};
 use super::open::open_child;
 use super::zone::ZoneCond;
 use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneState};
@@ -603,6 +605,24 @@ pub fn create(path: &str, cfg: &ZoneConfig) -> Result<Header, String> {
     super::create::create_image(path, |file| format(file, cfg))
 }
 
+/// The create hook (`zio create -f zoned -o zone_size=...`): the zone
+/// options are checked, then the geometry, before anything is touched.
+pub(crate) fn create_opts(path: &str, size: u64, opts: &mut OptionMap) -> Result<String, String> {
+    let cfg = take_zone_config(opts, size)?;
+    opts.finish("format", "zoned")?;
+    ZoneGeometry::new(&cfg)?;
+    create(path, &cfg)?;
+    Ok(format!(
+        " size={size} zone_size={} zone_capacity={} zone_nr_conv={} zone_max_open={} zone_max_active={} zone_append_max={}",
+        cfg.zone_size,
+        cfg.zone_capacity.unwrap_or(cfg.zone_size),
+        cfg.nr_conv,
+        cfg.max_open,
+        cfg.max_active,
+        cfg.zone_append_max
+    ))
+}
+
 /// Writes a fresh, empty zoned image of `cfg` into `file` (open for
 /// writing, empty) and syncs it. Errors are the reason alone (the caller
 /// names the file).
@@ -993,7 +1013,7 @@ impl Drop for ZonedNode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklayer::ZoneOp;
+    use crate::ZoneOp;
 
     fn cfg() -> ZoneConfig {
         ZoneConfig {
@@ -1071,8 +1091,7 @@ mod tests {
     fn image() -> (Arc<dyn BlockDriver>, Header) {
         let geo = ZoneGeometry::new(&cfg()).unwrap();
         let h = Header::for_config(cfg(), &geo);
-        let child: Arc<dyn BlockDriver> =
-            Arc::new(crate::blocklayer::null::NullNode::new(h.file_len()));
+        let child: Arc<dyn BlockDriver> = Arc::new(crate::null::NullNode::new(h.file_len()));
         let w = WriteFlags::default();
         child.write(0, &h.encode(), w).unwrap();
         child

@@ -26,6 +26,7 @@
 use std::io;
 use std::sync::Arc;
 
+use super::drivers::Verdict;
 use super::open::open_protocol;
 use super::zone::{Zone, ZoneCond};
 use super::zone_rules::{SavedZones, ZoneState};
@@ -35,29 +36,6 @@ use super::zoned::{
 };
 use super::{BlockDriver, OpenFlags, OptionMap, WriteFlags, strerror};
 
-/// How a check ended, as its exit status says it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// 0: nothing wrong.
-    Clean,
-    /// 0: problems were found and all repaired.
-    Repaired,
-    /// 2: problems found (repairable with `--repair`, or not at all).
-    Corrupt,
-    /// 1: the image could not be checked.
-    NotChecked,
-}
-
-impl Verdict {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Verdict::Clean | Verdict::Repaired => 0,
-            Verdict::NotChecked => 1,
-            Verdict::Corrupt => 2,
-        }
-    }
-}
-
 /// One problem and the repair that fixes it.
 struct Problem {
     what: String,
@@ -66,7 +44,7 @@ struct Problem {
 
 /// Checks (and with `repair`, repairs) the zoned image at `path`. Prints
 /// its findings through `say`.
-pub fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
+pub(crate) fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
     let flags = OpenFlags {
         read_only: !repair,
         ..OpenFlags::default()

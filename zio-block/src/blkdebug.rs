@@ -198,8 +198,8 @@ impl FilterPolicy for Blkdebug {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklayer::WriteFlags;
-    use crate::blocklayer::null::NullNode;
+    use crate::WriteFlags;
+    use crate::null::NullNode;
 
     fn node(opts: &str) -> Result<Arc<dyn BlockDriver>, String> {
         let mut m = OptionMap::parse(opts).unwrap();

@@ -5,6 +5,8 @@
 //! (`ZIO_COMMON_RC`), so these tests exercise it too. Each test gets its
 //! own scratch root, and tests that modify a suite work on a copy.
 
+#![deny(unsafe_code)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,10 +14,19 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const RUNNER: &str = env!("CARGO_BIN_EXE_zio-iotests");
-const ZIO: &str = env!("CARGO_BIN_EXE_zio");
 
 fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The workspace root, where the real `iotests/` lives.
+fn workspace_dir() -> PathBuf {
+    manifest_dir().parent().unwrap().to_path_buf()
+}
+
+/// The CLI under test: a stub, since the runner only exports it as `$ZIO`.
+fn cli() -> PathBuf {
+    manifest_dir().join("tests/fake-cli")
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -54,7 +65,7 @@ struct Run {
 fn command(program: &str) -> Command {
     let mut cmd = Command::new(program);
     cmd.current_dir(manifest_dir())
-        .env("ZIO_COMMON_RC", manifest_dir().join("iotests/common.rc"))
+        .env("ZIO_COMMON_RC", workspace_dir().join("iotests/common.rc"))
         .env_remove("CI")
         .env_remove("ZIO_IOTESTS_LAUNCHER");
     cmd
@@ -80,7 +91,7 @@ fn run_env(dir: &Path, scratch: &Path, args: &[&str], envs: &[(&str, &str)]) -> 
         .arg("--scratch")
         .arg(scratch)
         .arg("--zio")
-        .arg(ZIO)
+        .arg(cli())
         .args(args);
     finish(cmd)
 }

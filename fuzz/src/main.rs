@@ -25,6 +25,8 @@
 //! Build with `-C debug-assertions -C overflow-checks` (bench/fuzz.sh does)
 //! so arithmetic overflows count as crashes too.
 
+#![deny(unsafe_code)]
+
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -36,15 +38,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use zio::blocklayer::null::NullNode;
-use zio::blocklayer::zone_rules::{ZoneConfig, ZoneGeometry};
-use zio::blocklayer::{
-    BlockBackend, BlockDriver, OpenFlags, OpenRequest, OptionMap, WriteFlags, ZoneOp, open_image,
-    zoned,
-};
 use zio::commands::args::{GetOpt, Opt, breakline, strtol0};
 use zio::commands::{Console, Shell, table};
-use zio::units::parse_size;
+use zio_block::fuzzing::{NullNode, OptionMap, zoned};
+use zio_block::units::parse_size;
+use zio_block::zone_rules::{ZoneConfig, ZoneGeometry};
+use zio_block::{
+    BlockBackend, BlockDriver, OpenFlags, OpenRequest, WriteFlags, ZoneOp, open_image,
+};
 
 const USAGE: &str = "usage: zio-fuzz cmdline|image-opts|zoned-header [--runs N] [--seed S] [--max-len L] [--jobs J]";
 
@@ -132,7 +133,7 @@ fn parse_args() -> Result<Args, String> {
 
 // ---------------------------------------------------------------- rng
 
-use zio::rng::Rng;
+use zio_block::rng::Rng;
 
 /// A deterministic hash (FNV-1a), to pick a temp file for a path.
 fn fnv(s: &str) -> u64 {

@@ -6,9 +6,10 @@
 use std::io;
 use std::sync::Arc;
 
+use super::create::create_image;
 use super::open::open_child;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
-use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
+use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, strerror};
 
 pub struct RawNode {
     child: Arc<dyn BlockDriver>,
@@ -55,13 +56,25 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     }))
 }
 
-/// A plain raw node over `child` (what probing an image gives).
-pub fn over(child: Arc<dyn BlockDriver>) -> Arc<dyn BlockDriver> {
-    Arc::new(RawNode {
+/// A plain raw node over `child` (what probing an image gives; a probed
+/// image takes no raw options).
+pub(crate) fn open_over(
+    child: Arc<dyn BlockDriver>,
+    _opts: &mut OptionMap,
+    _flags: &OpenFlags,
+) -> Result<Arc<dyn BlockDriver>, String> {
+    Ok(Arc::new(RawNode {
         child,
         offset: 0,
         size: None,
-    })
+    }))
+}
+
+/// The create hook: an empty (sparse) raw image of `size` bytes.
+pub(crate) fn create(path: &str, size: u64, opts: &mut OptionMap) -> Result<String, String> {
+    opts.finish("format", "raw")?;
+    create_image(path, |f| f.set_len(size).map_err(|e| strerror(&e)))?;
+    Ok(format!(" size={size}"))
 }
 
 impl BlockDriver for RawNode {

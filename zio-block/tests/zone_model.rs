@@ -13,8 +13,10 @@
 //! refused in any of the zones it touches changes nothing; a management
 //! range goes on after a failing zone and reports the first error.
 
-use zio::blocklayer::zone_rules::{ZoneConfig, ZoneGeometry, ZoneState};
-use zio::blocklayer::{Zone, ZoneCond, ZoneOp, ZoneType};
+#![deny(unsafe_code)]
+
+use zio_block::zone_rules::{ZoneConfig, ZoneGeometry, ZoneState};
+use zio_block::{Zone, ZoneCond, ZoneOp, ZoneType};
 
 const EIO: i32 = 5;
 const EINVAL: i32 = 22;
@@ -333,7 +335,7 @@ fn errno_of(e: std::io::Error) -> i32 {
     e.raw_os_error().expect("zio errors carry an errno")
 }
 
-use zio::rng::Rng;
+use zio_block::rng::Rng;
 
 const ZS: u64 = 64 * 1024;
 const BS: u64 = 4096;

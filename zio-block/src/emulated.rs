@@ -135,6 +135,7 @@ pub fn take_zone_faults(opts: &mut OptionMap, restore: bool) -> Result<ZoneFault
 }
 
 impl ZoneFaults {
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.readonly.is_empty() && self.offline.is_empty() && self.restore.is_empty()
     }
@@ -232,24 +233,15 @@ macro_rules! forward_to_engine {
             self.$dev.read(offset, buf)
         }
 
-        fn zone_info(&self) -> Option<$crate::blocklayer::ZoneInfo> {
+        fn zone_info(&self) -> Option<$crate::ZoneInfo> {
             Some(self.$dev.zone_info())
         }
 
-        fn zone_report(
-            &self,
-            offset: u64,
-            max: usize,
-        ) -> std::io::Result<Vec<$crate::blocklayer::Zone>> {
+        fn zone_report(&self, offset: u64, max: usize) -> std::io::Result<Vec<$crate::Zone>> {
             self.$dev.report(offset, max)
         }
 
-        fn zone_mgmt(
-            &self,
-            op: $crate::blocklayer::ZoneOp,
-            offset: u64,
-            len: u64,
-        ) -> std::io::Result<()> {
+        fn zone_mgmt(&self, op: $crate::ZoneOp, offset: u64, len: u64) -> std::io::Result<()> {
             self.$dev.zone_mgmt(op, offset, len)
         }
 
@@ -508,8 +500,8 @@ impl<S: ZoneStore> EmulatedZoned<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blocklayer::null::Chunks;
-    use crate::blocklayer::zone_rules::{ZoneConfig, ZoneGeometry};
+    use crate::null::Chunks;
+    use crate::zone_rules::{ZoneConfig, ZoneGeometry};
 
     fn device(zone_size: u64, zones: u64) -> EmulatedZoned<Chunks> {
         let cfg = ZoneConfig {
