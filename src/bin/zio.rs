@@ -118,6 +118,36 @@ enum Action {
     Man,
 }
 
+/// Stdout for the subcommands: a write that fails (the reader closed the
+/// pipe) silences the rest instead of panicking, as coreutils exit quietly.
+#[derive(Default)]
+struct QuietStdout {
+    closed: bool,
+}
+
+impl QuietStdout {
+    fn line(&mut self, line: &str) {
+        if !self.closed {
+            let mut out = io::stdout().lock();
+            self.closed = writeln!(out, "{line}").and_then(|()| out.flush()).is_err();
+        }
+    }
+}
+
+/// Writes `bytes` to stdout; a closed stdout is not an error (exit 0, no
+/// message), any other write error is one line and status 1.
+fn print_all(bytes: &[u8]) -> ExitCode {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zio: cannot write to stdout: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `zio man`: clap's page, plus a COMMANDS section listing the shell's
 /// commands with their usage lines and aliases (before VERSION).
 fn manpage(out: &mut dyn Write) -> io::Result<()> {
@@ -174,13 +204,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Action::Completions { shell }) = &cli.action {
         let mut cmd = Cli::command();
-        clap_complete::generate(*shell, &mut cmd, "zio", &mut io::stdout());
-        return ExitCode::SUCCESS;
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut cmd, "zio", &mut script);
+        return print_all(&script);
     }
     if let Some(Action::Man) = &cli.action {
-        return match manpage(&mut io::stdout().lock()) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        let mut page = Vec::new();
+        return match manpage(&mut page) {
+            Ok(()) => print_all(&page),
             Err(e) => {
                 eprintln!("zio: {e}");
                 ExitCode::FAILURE
@@ -188,7 +219,10 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Action::Check { repair, file }) = &cli.action {
-        let mut say = |l: &str| println!("{l}");
+        // A reader that goes away (`zio check IMG | head -1`) does not cut
+        // a repair short: the check runs to its end, unheard.
+        let mut out = QuietStdout::default();
+        let mut say = |l: &str| out.line(l);
         let verdict = check_image(file, *repair, &mut say);
         if verdict == Verdict::Repaired {
             say("Double checking the fixed image now...");
@@ -208,7 +242,7 @@ fn main() -> ExitCode {
     {
         return match create(format, options, file, size) {
             Ok(line) => {
-                println!("{line}");
+                QuietStdout::default().line(&line);
                 ExitCode::SUCCESS
             }
             Err(e) => {
