@@ -283,3 +283,157 @@ fn the_filter_hides_timings() {
         "4 KiB, X ops; XX:XX:XX.X (XXX YYY/sec and XXX ops/sec)\n"
     );
 }
+
+/// Extensions of the repository's own files that docs and comments name.
+const REPO_EXTS: &[&str] = &[".md", ".rs", ".sh", ".py", ".toml", ".json", ".rc", ".out"];
+
+/// Path-like words of `text` naming a repository file: a word ending in one
+/// of [`REPO_EXTS`], or starting with one of the repository's directories.
+/// URLs, absolute and home paths (the host's, not ours), placeholders in
+/// capitals (`NAME.out`) and other projects' files (after a possessive:
+/// "QEMU's block/file-posix.c", "qemu-iotests' tests/zoned", or "own") are
+/// left out.
+fn named_files(text: &str) -> Vec<String> {
+    const DIRS: &[&str] = &[
+        "src/",
+        "docs/",
+        "iotests/",
+        "bench/",
+        "vm/",
+        "tests/",
+        "zio-block/",
+        "zio-iotests/",
+        "fuzz/",
+        ".ci/",
+    ];
+    let is_word = |c: char| c.is_ascii_alphanumeric() || "._/-:".contains(c);
+    let mut out = Vec::new();
+    let mut prev = "";
+    for token in text.split_whitespace() {
+        let external = prev.ends_with("'s") || prev.ends_with('\'') || prev == "own";
+        if !matches!(token, "#" | "//" | "//!" | "///") {
+            prev = token;
+        }
+        if external {
+            continue;
+        }
+        for word in token.split(|c: char| !is_word(c)) {
+            let word = word
+                .trim_end_matches(['.', '/', ':'])
+                .trim_start_matches("./");
+            if word.is_empty() || word.starts_with('/') || word.contains(':') || word.contains("..")
+            {
+                continue;
+            }
+            let named = REPO_EXTS
+                .iter()
+                .any(|e| word.ends_with(e) && word.len() > e.len())
+                || DIRS
+                    .iter()
+                    .any(|d| word.starts_with(d) && word.len() > d.len());
+            let placeholder = word
+                .split(['/', '.', '-'])
+                .any(|p| p.len() > 1 && p.chars().all(|c| c.is_ascii_uppercase()));
+            if named && !placeholder {
+                out.push(word.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Every file of the repository (not target/ or .git/), relative paths.
+fn repo_files(root: &Path) -> Vec<PathBuf> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if name == "target" || name == ".git" {
+                continue;
+            }
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// The prose of `file` that names other files: all of a Markdown page,
+/// the leading comment of an iotest, the `//!` and `///` lines of Rust.
+fn doc_text(file: &Path, text: &str) -> Option<String> {
+    let name = file.to_string_lossy();
+    if name.ends_with(".md") {
+        return Some(text.to_string());
+    }
+    if name.ends_with(".rs") {
+        let lines = text.lines().map(str::trim_start);
+        let docs: Vec<&str> = lines.filter(|l| l.starts_with("//")).collect();
+        return Some(docs.join("\n"));
+    }
+    let in_iotests = file.parent() == Some(Path::new("iotests"));
+    if in_iotests && !name.ends_with(".out") && text.starts_with("#!") {
+        let header: Vec<&str> = text.lines().take_while(|l| l.starts_with('#')).collect();
+        return Some(header.join("\n"));
+    }
+    None
+}
+
+#[test]
+fn docs_and_test_headers_name_files_that_exist() {
+    let root = manifest_dir();
+    let files = repo_files(&root);
+    let mut missing = Vec::new();
+    for file in &files {
+        let Ok(text) = fs::read_to_string(root.join(file)) else {
+            continue;
+        };
+        let Some(doc) = doc_text(file, &text) else {
+            continue;
+        };
+        let here = file.parent().unwrap_or(Path::new(""));
+        // The crate a file belongs to: its first path component when that
+        // is a crate of the workspace, else the root.
+        let krate = file
+            .components()
+            .next()
+            .map(|c| Path::new(c.as_os_str()).to_path_buf())
+            .filter(|c| root.join(c).join("Cargo.toml").is_file())
+            .unwrap_or_default();
+        for name in named_files(&doc) {
+            let found = if name.contains('/') {
+                [Path::new(""), here, &krate, Path::new("iotests")]
+                    .iter()
+                    .any(|base| root.join(base).join(&name).exists())
+            } else {
+                files.iter().any(|f| f.file_name() == Some(name.as_ref()))
+            };
+            if !found {
+                missing.push(format!(
+                    "{}: names {name}, which does not exist",
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "\n{}", missing.join("\n"));
+}
+
+#[test]
+fn named_files_finds_paths_and_skips_the_host_and_placeholders() {
+    let text = "see zoned-semantics.md and `src/blocklayer/zoned.rs`, /dev/nullb0, \
+                ~/.bashrc, https://x.org/a.md, NAME.out, QEMU's block/file-posix.rs, \
+                qemu-iotests'\n# tests/zoned, [x](iotests/zoned).";
+    assert_eq!(
+        named_files(text),
+        [
+            "zoned-semantics.md",
+            "src/blocklayer/zoned.rs",
+            "iotests/zoned"
+        ]
+    );
+}

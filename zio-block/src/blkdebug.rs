@@ -16,10 +16,11 @@
 //!
 //! For example `inject.0.event=write,inject.0.after=2,inject.0.once=on`
 //! fails the third write with EIO and lets every other through. An event
-//! is one request reaching the node: the shell streams a command larger
-//! than 1 MiB in 1 MiB requests, each one an event. `zone_info` and the
-//! zone check the backend makes before a write are not events (a write a
-//! zoned device refuses there never reaches the node and is not counted).
+//! is one request reaching the node, and every shell command is one request
+//! (a `write` of any length included, as qemu-io sends it). Asking for
+//! `zone_info` is not an event. A request this node passes on counts even
+//! when the device below refuses it (a write at the wrong place in a zone
+//! is an event, then fails in the zoned node).
 //!
 //! Each rule counts the events it matches, on this node, from open, atomically
 //! (requests from several threads each get their own number); every

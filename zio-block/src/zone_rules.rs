@@ -6,8 +6,8 @@
 //! open/active resource counters and the implicit-close round-robin cursor.
 //! It never stores data: it decides whether an operation is allowed, updates
 //! the state and tells the driver which byte ranges to write, discard or fill.
-//! The rules are Linux null_blk's (see `zoned-semantics.md`). Everything is in
-//! bytes.
+//! The rules are Linux null_blk's (docs/semantics.md lists them, with what
+//! the VM tier measured on Linux 6.1). Everything is in bytes.
 //!
 //! Writes and appends are split in two: [`ZoneState::check_write`] judges a
 //! request without changing anything and returns a [`WritePlan`], which
@@ -719,9 +719,11 @@ impl ZoneState {
         })
     }
 
-    /// Applies a plan from [`check_write`](Self::check_write) after the data
-    /// is written. The state must not have changed since the check (the
-    /// caller holds its lock across both).
+    /// Applies a plan from [`check_write`](Self::check_write). The state must
+    /// not have changed since the check (the caller holds its lock across
+    /// both). The caller writes the data afterwards, and takes the command
+    /// back ([`mark`](Self::mark) / [`rollback`](Self::rollback)) if the
+    /// store fails.
     pub fn apply_write(&mut self, plan: &WritePlan) {
         self.commit(&plan.changes);
     }

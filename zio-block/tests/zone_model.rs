@@ -1,6 +1,6 @@
 //! Property test: zio's zone rules (`zone_rules::ZoneState`) against a small
 //! independent model of Linux null_blk's zone state machine, written from
-//! `zoned-semantics.md` (and null_blk's zoned.c, which it summarises).
+//! docs/semantics.md (and null_blk's zoned.c, which it summarises).
 //!
 //! Both are driven with the same random operation sequences (writes,
 //! appends, open/close/finish/reset over single zones, ranges, misaligned

@@ -67,7 +67,7 @@ impl Config {
 }
 
 /// `path` relative to the current directory when it lies below it, so that
-/// messages read `iotests/001.out` rather than a long absolute path.
+/// messages read `iotests/NAME.out` rather than a long absolute path.
 pub fn display_path(path: &Path) -> String {
     let relative = std::env::current_dir()
         .ok()
