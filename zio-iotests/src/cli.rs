@@ -76,8 +76,10 @@ pub struct Cli {
     /// The tests directory [default: iotests next to run-iotests.sh].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
-    /// The zio binary under test [default: zio next to this runner].
-    #[arg(long, value_name = "PATH")]
+    /// The program under test, exported to every test as $ZIO (any CLI:
+    /// the runner only runs the test scripts) [default: zio next to this
+    /// runner].
+    #[arg(long, visible_alias = "prog", value_name = "PATH")]
     pub zio: Option<PathBuf>,
     /// Where scratch directories, .out.bad files and state go
     /// [default: <target dir>/zio-iotests].
