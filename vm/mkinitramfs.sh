@@ -9,11 +9,11 @@
 #
 # Contents: busybox (ZIO_VM_BUSYBOX, default /bin/busybox, static) with its
 # applet links; bash and zio with their ldd libraries at the same paths;
-# vm/init as /init; the modules configfs, null_blk and the NVMe stack
-# (crct10dif_common crct10dif_generic crc-t10dif crc64 crc64-rocksoft
-# crc64_rocksoft_generic t10-pi nvme-core nvme), uncompressed, under
-# /lib/modules/zio with their load order in /etc/zio-vm/modules.*.
-# A module that is missing but listed in modules.builtin is skipped.
+# vm/init as /init; the modules configfs, null_blk, nvme and the SCSI
+# stack (sd_mod, sg, scsi_debug) with the modules they depend on (read from
+# each module's .modinfo), uncompressed, under /lib/modules/zio with their
+# load order in /etc/zio-vm/modules.*. A module that is missing but listed
+# in modules.builtin is skipped.
 set -euo pipefail
 
 [ $# -eq 4 ] || {
@@ -63,7 +63,7 @@ install -m 0755 "$here/init" "$root/init"
 # The tests: scripts, helpers and any data directories, not the expected
 # output (the host compares it).
 cp -pR "$iotests/." "$root/iotests/"
-find "$root/iotests" \( -name '*.out' -o -name '*.out.bad' \) -type f -delete
+find "$root/iotests" \( -name '*.out' -o -name '*.out.*' \) -type f -delete
 
 # find_module NAME: the module file of NAME (- and _ are the same).
 find_module() {
@@ -75,31 +75,60 @@ is_builtin() {
     local a=${1//-/_} b=${1//_/-}
     grep -qsE "/($a|$b)\.ko\$" "$modules/modules.builtin"
 }
-# add_modules LIST NAME...: ship each module and list it in LIST.
+# module_file NAME: the uncompressed module NAME in the image (decompressed
+# once); prints nothing for a built-in or missing module.
+module_file() {
+    local m=$1 f dest=$root/lib/modules/zio/$1.ko
+    if [ ! -f "$dest" ]; then
+        f=$(find_module "$m")
+        [ -n "$f" ] || return 0
+        case $f in
+            *.ko) cp "$f" "$dest" ;;
+            *.ko.xz) xz -dc "$f" >"$dest" ;;
+            *.ko.zst) zstd -qdc "$f" >"$dest" ;;
+            *.ko.gz) gzip -dc "$f" >"$dest" ;;
+            *) die "unknown module compression: $f" ;;
+        esac
+    fi
+    echo "$dest"
+}
+# add_module LIST NAME: ship NAME and, first, the modules it depends on
+# (its .modinfo `depends=`, so no depmod output is needed), each listed
+# once in LIST in load order.
+add_module() {
+    local list=$1 m=${2//-/_} f dep
+    grep -qxF "$m" "$list" 2>/dev/null && return 0
+    f=$(module_file "$m")
+    if [ -z "$f" ]; then
+        is_builtin "$m" || echo "mkinitramfs: warning: module $m not found in $modules" >&2
+        return 0
+    fi
+    for dep in $(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '); do
+        add_module "$list" "$dep"
+    done
+    echo "$m" >>"$list"
+}
+# add_modules LIST NAME...: ship each module with its dependencies, listed
+# in /etc/zio-vm/LIST in load order. A NAME written ?NAME is shipped if the
+# kernel has it as a module, silently skipped if not: the CRC algorithm
+# providers crc-t10dif and crc64-rocksoft look up at load time (no modprobe
+# runs in the VM), modules on 6.1 and built in on 6.12.
 add_modules() {
-    local list=$root/etc/zio-vm/$1 m f
+    local list=$root/etc/zio-vm/$1 m
     shift
     : >"$list"
     for m in "$@"; do
-        f=$(find_module "$m")
-        if [ -z "$f" ]; then
-            is_builtin "$m" || echo "mkinitramfs: warning: module $m not found in $modules" >&2
-            continue
-        fi
-        case $f in
-            *.ko) cp "$f" "$root/lib/modules/zio/$m.ko" ;;
-            *.ko.xz) xz -dc "$f" >"$root/lib/modules/zio/$m.ko" ;;
-            *.ko.zst) zstd -qdc "$f" >"$root/lib/modules/zio/$m.ko" ;;
-            *.ko.gz) gzip -dc "$f" >"$root/lib/modules/zio/$m.ko" ;;
-            *) die "unknown module compression: $f" ;;
+        case $m in
+            \?*) [ -z "$(find_module "${m#?}")" ] || add_module "$list" "${m#?}" ;;
+            *) add_module "$list" "$m" ;;
         esac
-        echo "$m" >>"$list"
     done
 }
+crc_providers=("?crct10dif_generic" "?crc64_rocksoft_generic")
 add_modules modules.configfs configfs
 add_modules modules.nullb null_blk
-add_modules modules.nvme crct10dif_common crct10dif_generic crc-t10dif crc64 crc64-rocksoft \
-    crc64_rocksoft_generic t10-pi nvme-core nvme
+add_modules modules.nvme "${crc_providers[@]}" nvme
+add_modules modules.scsi "${crc_providers[@]}" sd_mod sg scsi_debug
 
 (cd "$root" && find . -print | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$out.tmp"
 mv "$out.tmp" "$out"

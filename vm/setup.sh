@@ -7,24 +7,28 @@
 #      bookworm entry already configured) when it is missing;
 #   2. installs qemu-system-x86 and qemu-utils from bookworm-backports
 #      (bookworm's own qemu-system-x86 7.2 would remove qemu-utils 10.0.2),
-#      busybox-static and cpio;
-#   3. downloads the kernel package (apt-get download) into the cache and
-#      unpacks it (dpkg -x), then points $CACHE/vmlinuz and $CACHE/modules
-#      at its vmlinuz and lib/modules/<version> directory.
+#      busybox-static, cpio and xz-utils (6.12's modules are .ko.xz);
+#   3. downloads each kernel package (apt-get download) into the cache and
+#      unpacks it (dpkg -x), then points $CACHE/kernels/<series>/vmlinuz and
+#      .../modules at its vmlinuz and lib/modules/<version> directory
+#      (<series>: 6.1, 6.12), and $CACHE/vmlinuz and $CACHE/modules at the
+#      first one's (the default kernel).
 #
 # Environment:
 #   ZIO_VM_CACHE    cache directory [default: $HOME/.cache/zio-vm]
-#   ZIO_VM_KERNEL   use this vmlinuz instead of the Debian package
+#   ZIO_VM_KERNEL   use this vmlinuz instead of the Debian packages
 #   ZIO_VM_MODULES  ... with this lib/modules/<version> directory (null_blk,
-#                   configfs and the NVMe modules as modules or built in)
-#   ZIO_VM_KERNEL_PKG  the kernel package [default: linux-image-6.1.0-56-amd64]
+#                   configfs, the NVMe and SCSI modules, as modules or built in)
+#   ZIO_VM_KERNEL_PKGS  the kernel packages, the default kernel first
+#                   [default: linux-image-6.1.0-56-amd64 (bookworm, pinned)
+#                   linux-image-6.12.117+deb12-amd64 (bookworm-security)]
 #
 # Exit status: 0 ready, 1 a step failed, 2 not a Debian system (prints what
 # to install instead).
 set -euo pipefail
 
 cache=${ZIO_VM_CACHE:-$HOME/.cache/zio-vm}
-pkg=${ZIO_VM_KERNEL_PKG:-linux-image-6.1.0-56-amd64}
+pkgs=${ZIO_VM_KERNEL_PKGS:-${ZIO_VM_KERNEL_PKG:-linux-image-6.1.0-56-amd64 linux-image-6.12.117+deb12-amd64}}
 backports_file=/etc/apt/sources.list.d/zio-bookworm-backports.sources
 
 step() { printf 'vm/setup: %s\n' "$*"; }
@@ -119,7 +123,7 @@ case $qemu_sys in
     *bpo*) step "qemu-system-x86 $qemu_sys: installed" ;;
     *) missing+=(qemu-system-x86 qemu-utils) ;;
 esac
-for p in busybox-static cpio; do
+for p in busybox-static cpio xz-utils; do
     v=$(installed_version "$p")
     if [ -n "$v" ]; then step "$p $v: installed"; else missing+=("$p"); fi
 done
@@ -147,33 +151,48 @@ if [ -n "${ZIO_VM_KERNEL:-}" ] || [ -n "${ZIO_VM_MODULES:-}" ]; then
     step "kernel: $ZIO_VM_KERNEL (ZIO_VM_KERNEL), modules $ZIO_VM_MODULES"
     exit 0
 fi
-kver=${pkg#linux-image-}
-unpacked=$cache/$pkg
-if [ -f "$unpacked/boot/vmlinuz-$kver" ] && [ -d "$unpacked/lib/modules/$kver" ]; then
-    step "kernel $pkg: cached in $unpacked"
-else
-    step "kernel $pkg: downloading into $cache"
-    rm -rf "$unpacked" "$cache"/"$pkg"_*.deb
-    if ! (cd "$cache" && apt-get download -q "$pkg" >/dev/null 2>&1); then
-        step "apt-get update (download failed, retrying with fresh lists)"
-        as_root apt-get update -qq
-        (cd "$cache" && apt-get download -q "$pkg" >/dev/null) || die "apt-get download $pkg failed"
+# series VERSION: 6.1 for 6.1.0-56-amd64, 6.12 for 6.12.117+deb12-amd64.
+series() {
+    local v=${1%%[-+]*}
+    echo "${v%.*}" | awk -F. '{ print $1 "." $2 }'
+}
+first=1
+for pkg in $pkgs; do
+    kver=${pkg#linux-image-}
+    unpacked=$cache/$pkg
+    if [ -f "$unpacked/boot/vmlinuz-$kver" ] && [ -d "$unpacked/lib/modules/$kver" ]; then
+        step "kernel $pkg: cached in $unpacked"
+    else
+        step "kernel $pkg: downloading into $cache"
+        rm -rf "$unpacked" "$cache"/"$pkg"_*.deb
+        if ! (cd "$cache" && apt-get download -q "$pkg" >/dev/null 2>&1); then
+            step "apt-get update (download failed, retrying with fresh lists)"
+            as_root apt-get update -qq
+            (cd "$cache" && apt-get download -q "$pkg" >/dev/null) || die "apt-get download $pkg failed"
+        fi
+        deb=$(ls "$cache"/"$pkg"_*.deb | head -n 1)
+        step "kernel $pkg: unpacking $(basename "$deb")"
+        tmp=$unpacked.tmp
+        rm -rf "$tmp"
+        dpkg -x "$deb" "$tmp"
+        mv "$tmp" "$unpacked"
+        rm -f "$deb"
     fi
-    deb=$(ls "$cache"/"$pkg"_*.deb | head -n 1)
-    step "kernel $pkg: unpacking $(basename "$deb")"
-    tmp=$unpacked.tmp
-    rm -rf "$tmp"
-    dpkg -x "$deb" "$tmp"
-    mv "$tmp" "$unpacked"
-    rm -f "$deb"
-fi
-ln -sfn "$pkg/boot/vmlinuz-$kver" "$cache/vmlinuz"
-ln -sfn "$pkg/lib/modules/$kver" "$cache/modules"
-# Module files the VM needs, as a last check.
-for m in configfs null_blk nvme; do
-    if ! find -L "$cache/modules/" -name "$m.ko*" | grep -q .; then
-        grep -qs "/$m.ko" "$cache/modules/modules.builtin" ||
-            die "module $m not found in $cache/modules"
+    ser=$(series "$kver")
+    mkdir -p "$cache/kernels/$ser"
+    ln -sfn "../../$pkg/boot/vmlinuz-$kver" "$cache/kernels/$ser/vmlinuz"
+    ln -sfn "../../$pkg/lib/modules/$kver" "$cache/kernels/$ser/modules"
+    if [ "$first" = 1 ]; then
+        ln -sfn "$pkg/boot/vmlinuz-$kver" "$cache/vmlinuz"
+        ln -sfn "$pkg/lib/modules/$kver" "$cache/modules"
+        first=0
     fi
+    # Module files the VM needs, as a last check.
+    for m in configfs null_blk nvme scsi_debug sd_mod; do
+        if ! find -L "$cache/kernels/$ser/modules/" -name "$m.ko*" | grep -q .; then
+            grep -qs "/$m.ko" "$cache/kernels/$ser/modules/modules.builtin" ||
+                die "module $m not found in $cache/kernels/$ser/modules"
+        fi
+    done
+    step "kernel $ser: $cache/kernels/$ser/vmlinuz, modules $cache/kernels/$ser/modules: ready"
 done
-step "kernel: $cache/vmlinuz, modules $cache/modules: ready"

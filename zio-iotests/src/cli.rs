@@ -18,7 +18,7 @@ use super::report::{ColorChoice, Format, Reporter};
 use super::schedule::run_all;
 use super::select::{Selection, select};
 use super::state::{load_failed, load_times, record_run};
-use super::vm::{REALDEV_GROUP, VmOptions, boot_order, run_vm, shell};
+use super::vm::{DEVICES, KERNELS, REALDEV_GROUP, VmOptions, boot_order, instances, run_vm, shell};
 
 /// Set by `run-iotests.sh` to its own `$0`: rerun hints name the script,
 /// and the default tests directory is the `iotests` next to it.
@@ -89,6 +89,14 @@ pub struct Cli {
     /// an NVMe ZNS namespace) instead of emulated devices (see vm/setup.sh).
     #[arg(long)]
     pub vm: bool,
+    /// With --vm: only the runs on this kernel (6.1 or 6.12; a test runs
+    /// on the kernels of its `# kernels:` line, default 6.1).
+    #[arg(long, value_name = "SERIES", value_parser = clap::builder::PossibleValuesParser::new(KERNELS))]
+    pub kernel: Option<String>,
+    /// With --vm: only the tests of this device family (null_blk, nvme-zns,
+    /// scsi-zbc).
+    #[arg(long, value_name = "FAMILY", value_parser = clap::builder::PossibleValuesParser::new(DEVICES))]
+    pub device: Option<String>,
     /// Like --vm, with KVM instead of TCG (hangs on some hosts).
     #[arg(long)]
     pub kvm: bool,
@@ -134,8 +142,13 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         scratch.push("vm");
     }
 
+    // A VM run on another kernel is named NAME@KERNEL (as rerun hints
+    // print it): the test is NAME, and only that run is kept below.
+    let base_name = |n: &str| n.split_once('@').map_or(n, |(b, _)| b).to_string();
+    let mut names: Vec<String> = cli.tests.iter().map(|n| base_name(n)).collect();
+    names.dedup();
     let selection = Selection {
-        names: cli.tests.clone(),
+        names,
         groups: nonempty(&cli.groups),
         exclude: nonempty(&cli.exclude),
     };
@@ -143,7 +156,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if vm {
         if let Some(t) = tests
             .iter()
-            .find(|t| cli.tests.contains(&t.name) && !t.in_group(REALDEV_GROUP))
+            .find(|t| selection.names.contains(&t.name) && !t.in_group(REALDEV_GROUP))
         {
             bail!(
                 "{} is not in group {REALDEV_GROUP}; --vm runs only {REALDEV_GROUP} tests",
@@ -151,7 +164,14 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             );
         }
         tests.retain(|t| t.in_group(REALDEV_GROUP));
-        tests = boot_order(tests);
+        let mut runs = instances(tests, cli.kernel.as_deref(), cli.device.as_deref());
+        // NAME selects every run of NAME; NAME@KERNEL only that one.
+        runs.retain(|r| {
+            cli.tests.is_empty()
+                || cli.tests.contains(&r.name)
+                || cli.tests.contains(&base_name(&r.name))
+        });
+        tests = boot_order(runs);
     }
     if cli.failed {
         let failed = load_failed(&scratch)?;

@@ -1,18 +1,22 @@
 //! The VM tier (`zio-iotests --vm`): runs the `realdev` tests inside a
 //! throwaway Linux VM (qemu-system-x86_64, TCG unless `--kvm`) in which
 //! /dev/nullb0 (null_blk) and, for tests that ask, an NVMe ZNS namespace
-//! are real zoned block devices, and judges them with the same code as a
+//! and a SCSI ZBC disk (scsi_debug) are real zoned block devices, on
+//! Linux 6.1 or 6.12, and judges them with the same code as a
 //! host run (same `.out`, `.out.bad`, diffs, report lines).
 //!
-//! Flow: [`needs`] reads each test's `# nullb:` (or `# nullb-configfs:`)
-//! and `# nvme:` lines and tests with equal lines share one boot
-//! ([`boot_order`]); the embedded `vm/mkinitramfs.sh` builds the base
-//! initramfs once per run (busybox, bash, zio and their libraries, the
-//! modules, the iotests, `vm/init`);
+//! Flow: [`instances`] makes one run per test and kernel of its
+//! `# kernels:` line (6.1 by default; a run on 6.12 is `NAME@6.12` and
+//! expects `NAME.out.6.12` where that exists, else `NAME.out`); [`needs`]
+//! reads each test's `# nullb:` (or `# nullb-configfs:`), `# nvme:` and
+//! `# scsi_debug:` lines, and runs with equal needs and kernel share one
+//! boot ([`boot_order`]); the embedded `vm/mkinitramfs.sh` builds a base
+//! initramfs per kernel once per run (busybox, bash, zio and their
+//! libraries, that kernel's modules, the iotests, `vm/init`);
 //! each boot appends its group file as a small [`cpio`] archive, runs QEMU
 //! under a per-boot timeout, and [`protocol`] splits what `/init` wrote on
 //! the second serial port into per-test results, which become
-//! [`RunOutput`]s for [`judge`].
+//! [`RunOutput`]s for [`judge`]. The end prints each boot's time.
 //!
 //! `--vm-shell TEST` boots the devices TEST asks for and opens an
 //! interactive bash on the terminal instead (for poking at /dev/nullb0).
@@ -47,7 +51,7 @@ use super::exec::{Exit, RunOutput};
 use super::outcome::{Status, Verdict, judge, rerun_command};
 use super::scratch::Scratch;
 
-pub use needs::Needs;
+pub use needs::{DEFAULT_KERNEL, KERNELS, Needs};
 
 /// The group of tests the VM tier runs.
 pub const REALDEV_GROUP: &str = "realdev";
@@ -85,16 +89,24 @@ impl Default for VmOptions {
 #[derive(Debug, Clone)]
 pub struct Machine {
     pub qemu: PathBuf,
-    pub kernel: PathBuf,
+    /// The kernels it can boot, by series (`6.1`, `6.12`).
+    pub kernels: BTreeMap<String, Kernel>,
+}
+
+/// One bootable kernel: its image and its `lib/modules/<version>`.
+#[derive(Debug, Clone)]
+pub struct Kernel {
+    pub vmlinuz: PathBuf,
     pub modules: PathBuf,
 }
 
 impl Machine {
-    /// Finds QEMU, the kernel and its modules, busybox and cpio; the error
-    /// is the `not run` reason. Environment: `ZIO_VM_QEMU`,
-    /// `ZIO_VM_KERNEL`, `ZIO_VM_MODULES`, `ZIO_VM_CACHE` (default
-    /// `$HOME/.cache/zio-vm`, where vm/setup.sh links `vmlinuz` and
-    /// `modules`), `ZIO_VM_BUSYBOX`.
+    /// Finds QEMU, the kernels and their modules, busybox and cpio; the
+    /// error is the `not run` reason. Environment: `ZIO_VM_QEMU`,
+    /// `ZIO_VM_CACHE` (default `$HOME/.cache/zio-vm`, where vm/setup.sh
+    /// links `kernels/<series>/vmlinuz` and `.../modules`),
+    /// `ZIO_VM_KERNEL` and `ZIO_VM_MODULES` (one kernel instead, of series
+    /// `ZIO_VM_KERNEL_SERIES`, default 6.1), `ZIO_VM_BUSYBOX`.
     pub fn find() -> Result<Machine, String> {
         let missing = |what: String| format!("{NOT_SET_UP} ({what})");
         let qemu = match env::var_os("ZIO_VM_QEMU") {
@@ -106,37 +118,64 @@ impl Machine {
             .map(PathBuf::from)
             .or_else(|| env::var_os("HOME").map(|h| Path::new(&h).join(".cache/zio-vm")))
             .unwrap_or_else(|| PathBuf::from(".cache/zio-vm"));
-        let kernel = env::var_os("ZIO_VM_KERNEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache.join("vmlinuz"));
-        let modules = env::var_os("ZIO_VM_MODULES")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cache.join("modules"));
+        let mut kernels = BTreeMap::new();
+        if env::var_os("ZIO_VM_KERNEL").is_some() || env::var_os("ZIO_VM_MODULES").is_some() {
+            let series = env::var("ZIO_VM_KERNEL_SERIES").unwrap_or_else(|_| DEFAULT_KERNEL.into());
+            let k = Kernel {
+                vmlinuz: env::var_os("ZIO_VM_KERNEL")
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+                modules: env::var_os("ZIO_VM_MODULES")
+                    .map(PathBuf::from)
+                    .unwrap_or_default(),
+            };
+            if !k.vmlinuz.is_file() {
+                return Err(missing(format!("no kernel {}", k.vmlinuz.display())));
+            }
+            if !k.modules.is_dir() {
+                return Err(missing(format!("no modules {}", k.modules.display())));
+            }
+            kernels.insert(series, k);
+        } else {
+            for series in KERNELS {
+                let dir = cache.join("kernels").join(series);
+                let mut k = Kernel {
+                    vmlinuz: dir.join("vmlinuz"),
+                    modules: dir.join("modules"),
+                };
+                if *series == DEFAULT_KERNEL && !k.vmlinuz.is_file() {
+                    // vm/setup.sh before kernels/ existed.
+                    k = Kernel {
+                        vmlinuz: cache.join("vmlinuz"),
+                        modules: cache.join("modules"),
+                    };
+                }
+                if k.vmlinuz.is_file() && k.modules.is_dir() {
+                    kernels.insert(series.to_string(), k);
+                }
+            }
+            if kernels.is_empty() {
+                return Err(missing(format!(
+                    "no kernel in {}",
+                    cache.join("kernels").display()
+                )));
+            }
+        }
         let busybox = env::var_os("ZIO_VM_BUSYBOX")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
         if !qemu.is_file() {
             return Err(missing(format!("no {}", qemu.display())));
         }
-        if !kernel.is_file() {
-            return Err(missing(format!("no kernel {}", kernel.display())));
-        }
-        if !modules.is_dir() {
-            return Err(missing(format!("no modules {}", modules.display())));
-        }
         if !busybox.is_file() {
             return Err(missing(format!("no busybox {}", busybox.display())));
         }
-        for tool in ["cpio", "gzip", "ldd"] {
+        for tool in ["cpio", "gzip", "ldd", "xz"] {
             if in_path(tool).is_none() {
                 return Err(missing(format!("no {tool} in PATH")));
             }
         }
-        Ok(Machine {
-            qemu,
-            kernel,
-            modules,
-        })
+        Ok(Machine { qemu, kernels })
     }
 }
 
@@ -144,6 +183,68 @@ fn in_path(program: &str) -> Option<PathBuf> {
     env::split_paths(&env::var_os("PATH")?)
         .map(|dir| dir.join(program))
         .find(|p| p.is_file())
+}
+
+/// The device family a test runs on: `scsi-zbc` with a `# scsi_debug:`
+/// line, `nvme-zns` with a `# nvme:` line, else `null_blk`.
+pub const DEVICES: &[&str] = &["null_blk", "nvme-zns", "scsi-zbc"];
+
+fn device_of(needs: &Needs) -> &'static str {
+    if needs.scsi.is_some() {
+        "scsi-zbc"
+    } else if needs.nvme.is_some() {
+        "nvme-zns"
+    } else {
+        "null_blk"
+    }
+}
+
+/// One VM run per test and kernel of its `# kernels:` line, keeping those
+/// of `kernel` and `device` when given. A run on the default kernel keeps
+/// the test's name; one on another kernel is `NAME@6.12`. A run expects
+/// `NAME.out.<kernel>` where that file exists (the kernels rightly
+/// differ), else `NAME.out`. A test whose header cannot be read stays, to
+/// fail with the reason.
+pub fn instances(
+    tests: Vec<TestCase>,
+    kernel: Option<&str>,
+    device: Option<&str>,
+) -> Vec<TestCase> {
+    let mut out = Vec::new();
+    for test in tests {
+        let script = fs::read(&test.script).map(|t| String::from_utf8_lossy(&t).into_owned());
+        let Ok(script) = script else {
+            out.push(test);
+            continue;
+        };
+        let Ok(kernels) = needs::kernels(&script) else {
+            out.push(test);
+            continue;
+        };
+        for k in kernels {
+            if kernel.is_some_and(|want| want != k) {
+                continue;
+            }
+            let needs = Needs::of(&script, &k);
+            if let (Some(want), Ok(n)) = (device, &needs)
+                && device_of(n) != want
+            {
+                continue;
+            }
+            let mut run = test.clone();
+            if k != DEFAULT_KERNEL {
+                run.name = format!("{}@{k}", test.name);
+            }
+            let own = test
+                .expected
+                .with_file_name(format!("{}.out.{k}", test.name));
+            if own.is_file() {
+                run.expected = own;
+            }
+            out.push(run);
+        }
+    }
+    out
 }
 
 /// `tests` reordered so that tests with equal needs are adjacent (groups in
@@ -164,10 +265,20 @@ pub fn boot_order(tests: Vec<TestCase>) -> Vec<TestCase> {
     groups.into_iter().flatten().collect()
 }
 
+/// The name of a run's script (a run on another kernel is `NAME@KERNEL`).
+fn script_name(test: &TestCase) -> &str {
+    test.name.split_once('@').map_or(&test.name, |(n, _)| n)
+}
+
+/// The kernel a run boots: the part after `@` of its name, else the default.
+fn kernel_of(test: &TestCase) -> &str {
+    test.name.split_once('@').map_or(DEFAULT_KERNEL, |(_, k)| k)
+}
+
 fn needs_of(test: &TestCase) -> Result<Needs, String> {
     let text = fs::read(&test.script)
         .map_err(|e| format!("cannot read {}: {e}", test.script.display()))?;
-    Needs::of(&String::from_utf8_lossy(&text))
+    Needs::of(&String::from_utf8_lossy(&text), kernel_of(test))
 }
 
 /// Runs `tests` (already in [`boot_order`]) in VMs, up to `jobs` boots at
@@ -193,26 +304,40 @@ pub fn run_vm(
         }
     };
     let vm_dir = cfg.scratch_root.join(".vm");
-    let base = match build_base(&machine, cfg, &vm_dir) {
-        Ok(base) => base,
-        Err(e) => {
-            for t in tests {
-                let v = runner_failure(cfg, &t.name, format!("VM setup failed: {e:#}"));
-                on_verdict(verdicts.len(), &v);
-                verdicts.push(v);
-            }
-            return verdicts;
+    // One base initramfs per kernel the runs use (the modules differ).
+    let mut bases = BTreeMap::new();
+    for t in tests {
+        let k = kernel_of(t);
+        if bases.contains_key(k) {
+            continue;
         }
-    };
+        let Some(kernel) = machine.kernels.get(k) else {
+            continue;
+        };
+        match build_base(kernel, k, cfg, &vm_dir) {
+            Ok(base) => {
+                bases.insert(k.to_string(), base);
+            }
+            Err(e) => {
+                for t in tests {
+                    let v = runner_failure(cfg, &t.name, format!("VM setup failed: {e:#}"));
+                    on_verdict(verdicts.len(), &v);
+                    verdicts.push(v);
+                }
+                return verdicts;
+            }
+        }
+    }
 
     let groups = boot_groups(tests);
     let ctx = BootContext {
         machine: &machine,
         cfg,
         opts,
-        base: &base,
+        bases: &bases,
         vm_dir: &vm_dir,
         boots: groups.len(),
+        times: std::sync::Mutex::new(Vec::new()),
     };
     let workers = jobs.clamp(1, groups.len().max(1));
     let next = AtomicUsize::new(0);
@@ -247,7 +372,21 @@ pub fn run_vm(
         }
     });
     if !cfg.keep {
-        let _ = fs::remove_file(&base);
+        for base in bases.values() {
+            let _ = fs::remove_file(base);
+        }
+    }
+    let mut times = ctx.times.into_inner().unwrap_or_else(|e| e.into_inner());
+    times.sort_by_key(|t| t.0);
+    if !times.is_empty() {
+        let total: f64 = times.iter().map(|t| t.2).sum();
+        eprintln!(
+            "zio-iotests: VM boots: {} in {total:.1} s of VM time",
+            times.len()
+        );
+        for (no, what, secs) in &times {
+            eprintln!("zio-iotests:   boot {no}: {secs:6.1} s  {what}");
+        }
     }
     verdicts
 }
@@ -258,16 +397,22 @@ pub fn run_vm(
 pub fn shell(test: &TestCase, cfg: &Config, opts: &VmOptions) -> Result<i32> {
     let machine = Machine::find().map_err(anyhow::Error::msg)?;
     let needs = needs_of(test).map_err(anyhow::Error::msg)?;
+    let kernel = machine
+        .kernels
+        .get(&needs.kernel)
+        .with_context(|| format!("no {} kernel: run vm/setup.sh", needs.kernel))?;
     let vm_dir = cfg.scratch_root.join(".vm");
-    let base = build_base(&machine, cfg, &vm_dir)?;
+    let base = build_base(kernel, &needs.kernel, cfg, &vm_dir)?;
     let dir = vm_dir.join("shell");
+    let bases = BTreeMap::from([(needs.kernel.clone(), base)]);
     let ctx = BootContext {
         machine: &machine,
         cfg,
         opts,
-        base: &base,
+        bases: &bases,
         vm_dir: &vm_dir,
         boots: 1,
+        times: std::sync::Mutex::new(Vec::new()),
     };
     eprintln!("zio-iotests: VM shell with {needs} (exit to power off, Ctrl-A X to kill)");
     let (mut cmd, _) = prepare_boot(&ctx, &dir, &needs, &[], true)?;
@@ -299,9 +444,13 @@ struct BootContext<'a> {
     machine: &'a Machine,
     cfg: &'a Config,
     opts: &'a VmOptions,
-    base: &'a Path,
+    /// The base initramfs of each kernel in use.
+    bases: &'a BTreeMap<String, PathBuf>,
     vm_dir: &'a Path,
     boots: usize,
+    /// `(boot number, what it booted, seconds)` of each boot, for the
+    /// summary.
+    times: std::sync::Mutex<Vec<(usize, String, f64)>>,
 }
 
 impl BootContext<'_> {
@@ -322,11 +471,21 @@ impl BootContext<'_> {
                     .collect();
             }
         };
-        let runnable: Vec<&TestCase> = group.iter().filter(|t| is_vm_safe_name(&t.name)).collect();
+        if !self.machine.kernels.contains_key(&needs.kernel) {
+            let reason = format!(
+                "{NOT_SET_UP} (no Linux {} kernel: vm/setup.sh installs it)",
+                needs.kernel
+            );
+            return group.iter().map(|t| not_run(&t.name, &reason)).collect();
+        }
+        let runnable: Vec<&TestCase> = group
+            .iter()
+            .filter(|t| is_vm_safe_name(script_name(t)))
+            .collect();
         let boot_dir = self.vm_dir.join(format!("boot-{no}"));
         let mut run = None;
         if !runnable.is_empty() {
-            let names: Vec<&str> = runnable.iter().map(|t| t.name.as_str()).collect();
+            let names: Vec<&str> = runnable.iter().map(|t| script_name(t)).collect();
             eprintln!(
                 "zio-iotests: VM boot {no}/{boots}: {needs}: {}",
                 names.join(" ")
@@ -334,6 +493,9 @@ impl BootContext<'_> {
             let started = Instant::now();
             let outcome = boot(self, &boot_dir, needs, &runnable);
             let took = started.elapsed().as_secs_f64();
+            if let Ok(mut times) = self.times.lock() {
+                times.push((no, needs.to_string(), took));
+            }
             match &outcome {
                 Err(e) => eprintln!("zio-iotests: VM boot {no}/{boots}: failed: {e:#}"),
                 Ok(r) => eprintln!(
@@ -355,7 +517,7 @@ impl BootContext<'_> {
         group
             .iter()
             .map(|t| match &run {
-                _ if !is_vm_safe_name(&t.name) => fail(
+                _ if !is_vm_safe_name(script_name(t)) => fail(
                     cfg,
                     &t.name,
                     "test name not usable in the VM (letters, digits, ._+- only)".into(),
@@ -376,21 +538,22 @@ fn is_vm_safe_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
 }
 
-/// Writes the embedded scripts to `vm_dir` and builds the base initramfs.
-fn build_base(machine: &Machine, cfg: &Config, vm_dir: &Path) -> Result<PathBuf> {
+/// Writes the embedded scripts to `vm_dir` and builds the base initramfs
+/// of kernel `series`.
+fn build_base(kernel: &Kernel, series: &str, cfg: &Config, vm_dir: &Path) -> Result<PathBuf> {
     fs::create_dir_all(vm_dir).with_context(|| format!("cannot create {}", vm_dir.display()))?;
     let script = vm_dir.join("mkinitramfs.sh");
     fs::write(&script, MKINITRAMFS)
         .with_context(|| format!("cannot write {}", script.display()))?;
     fs::write(vm_dir.join("init"), INIT)
         .with_context(|| format!("cannot write {}", vm_dir.display()))?;
-    let base = vm_dir.join("base.cpio.gz");
+    let base = vm_dir.join(format!("base-{series}.cpio.gz"));
     let out = Command::new("bash")
         .arg(&script)
         .arg(&base)
         .arg(&cfg.zio)
         .arg(&cfg.tests_dir)
-        .arg(&machine.modules)
+        .arg(&kernel.modules)
         .stdin(Stdio::null())
         .output()
         .context("cannot run bash")?;
@@ -456,18 +619,27 @@ fn prepare_boot(
     tests: &[&TestCase],
     shell: bool,
 ) -> Result<(Command, String)> {
-    let (machine, cfg, opts, base) = (ctx.machine, ctx.cfg, ctx.opts, ctx.base);
+    let (machine, cfg, opts) = (ctx.machine, ctx.cfg, ctx.opts);
+    let kernel = machine
+        .kernels
+        .get(&needs.kernel)
+        .with_context(|| format!("no Linux {} kernel", needs.kernel))?;
+    let base = ctx
+        .bases
+        .get(&needs.kernel)
+        .with_context(|| format!("no initramfs for Linux {}", needs.kernel))?;
     if dir.exists() {
         fs::remove_dir_all(dir).with_context(|| format!("cannot remove {}", dir.display()))?;
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let nonce = nonce();
-    let names: Vec<&str> = tests.iter().map(|t| t.name.as_str()).collect();
+    let names: Vec<&str> = tests.iter().map(|t| script_name(t)).collect();
     let group = format!(
-        "NONCE={nonce}\nNULLB_PARAMS='{}'\nNULLB_CONFIGFS={}\nNVME={}\nTEST_TIMEOUT={}\nTESTS='{}'\nSHELL_MODE={}\n",
+        "NONCE={nonce}\nNULLB_PARAMS='{}'\nNULLB_CONFIGFS={}\nNVME={}\nSCSI_PARAMS='{}'\nTEST_TIMEOUT={}\nTESTS='{}'\nSHELL_MODE={}\n",
         needs.nullb_params().join(" "),
         u8::from(needs.configfs),
         u8::from(needs.nvme.is_some()),
+        needs.scsi.as_deref().unwrap_or_default().join(" "),
         cfg.timeout.as_secs().max(1),
         names.join(" "),
         u8::from(shell),
@@ -502,7 +674,7 @@ fn prepare_boot(
         .args(["-m", &opts.memory, "-smp", "2"])
         .args(["-nographic", "-no-reboot"])
         .arg("-kernel")
-        .arg(&machine.kernel)
+        .arg(&kernel.vmlinuz)
         .args(["-initrd", "initrd", "-append"])
         .arg(kernel_cmdline())
         .args(needs.qemu_args("zns.raw"));
@@ -562,7 +734,7 @@ fn verdict_of(
     run: &BootRun,
 ) -> Verdict {
     let console = display_path(&boot_dir.join("console.log"));
-    let Some(report) = run.report.test(&test.name) else {
+    let Some(report) = run.report.test(script_name(test)) else {
         let why = if let Some(msg) = &run.report.setup_fail {
             format!("VM setup failed: {}", msg.trim())
         } else if run.timed_out {

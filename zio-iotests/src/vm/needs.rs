@@ -3,8 +3,12 @@
 //! `# nullb-configfs: KEY=VALUE...` (the same names and units, but the
 //! device is made through null_blk's configfs, which gives it the
 //! `zone_readonly` / `zone_offline` attributes), and optionally
-//! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G]`. Tests with
-//! equal needs share one boot.
+//! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G]`, and
+//! optionally `# scsi_debug: KEY=VALUE...` (scsi_debug module parameters:
+//! a host-managed SCSI ZBC disk, e.g. `zbc=managed zone_size_mb=4`), and
+//! `# kernels: 6.1 6.12` (the kernels it runs on; default the pinned 6.1).
+//! A test runs once per kernel; runs with equal needs (kernel included)
+//! share one boot.
 
 use std::fmt;
 
@@ -12,9 +16,41 @@ use std::fmt;
 /// (and so win, as the last value of a module parameter does).
 pub const NULLB_BASE: [&str; 2] = ["nr_devices=1", "memory_backed=1"];
 
+/// The kernel a test runs on unless its `# kernels:` line says otherwise:
+/// Debian's pinned 6.1, the one the emulation's defaults follow.
+pub const DEFAULT_KERNEL: &str = "6.1";
+/// The kernel series the VM tier boots (vm/setup.sh installs each).
+pub const KERNELS: &[&str] = &["6.1", "6.12"];
+
+/// The kernels of a test's `# kernels:` line, in its order, or
+/// [`DEFAULT_KERNEL`] without one; an error names the bad word.
+pub fn kernels(script: &str) -> Result<Vec<String>, String> {
+    let Some(line) = script.lines().find_map(|l| l.strip_prefix("# kernels:")) else {
+        return Ok(vec![DEFAULT_KERNEL.to_string()]);
+    };
+    let mut out: Vec<String> = Vec::new();
+    for word in line.split_whitespace() {
+        if !KERNELS.contains(&word) {
+            return Err(format!(
+                "unknown `# kernels:` word '{word}' (known: {})",
+                KERNELS.join(" ")
+            ));
+        }
+        if !out.iter().any(|k| k == word) {
+            out.push(word.to_string());
+        }
+    }
+    if out.is_empty() {
+        return Err("empty `# kernels:` line".into());
+    }
+    Ok(out)
+}
+
 /// The devices one boot provides.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Needs {
+    /// The kernel series it boots (one of [`KERNELS`]).
+    pub kernel: String,
     /// The words of the `# nullb:` (or `# nullb-configfs:`) line, without
     /// [`NULLB_BASE`].
     pub nullb: Vec<String>,
@@ -24,6 +60,9 @@ pub struct Needs {
     pub configfs: bool,
     /// The NVMe ZNS namespace, if the test has a `# nvme:` line.
     pub nvme: Option<Zns>,
+    /// scsi_debug's module parameters, if the test has a `# scsi_debug:`
+    /// line.
+    pub scsi: Option<Vec<String>>,
 }
 
 /// Geometry of the emulated NVMe ZNS namespace (QEMU's `nvme-ns` options).
@@ -48,8 +87,9 @@ impl Default for Zns {
 }
 
 impl Needs {
-    /// Reads the header lines of a test script; an error names the bad word.
-    pub fn of(script: &str) -> Result<Needs, String> {
+    /// Reads the header lines of a test script, for a run on `kernel`; an
+    /// error names the bad word.
+    pub fn of(script: &str, kernel: &str) -> Result<Needs, String> {
         let header = |tag: &str| -> Option<Vec<String>> {
             script
                 .lines()
@@ -68,26 +108,24 @@ impl Needs {
         } else {
             "# nullb:"
         };
-        for word in &nullb {
-            let ok = word.split_once('=').is_some_and(|(k, v)| {
-                !k.is_empty()
-                    && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && !v.is_empty()
-                    && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || ".,_-".contains(c))
-            });
-            if !ok {
-                return Err(format!("bad `{line}` word '{word}' (want PARAM=VALUE)"));
-            }
-        }
+        check_params(line, &nullb)?;
         let nvme = match header("# nvme:") {
             None => None,
             Some(words) => Some(parse_zns(&words)?),
         };
+        let scsi = header("# scsi_debug:");
+        if let Some(words) = &scsi {
+            check_params("# scsi_debug:", words)?;
+        }
+        if !KERNELS.contains(&kernel) {
+            return Err(format!("unknown kernel '{kernel}'"));
+        }
         Ok(Needs {
+            kernel: kernel.to_string(),
             nullb,
             configfs,
             nvme,
+            scsi,
         })
     }
 
@@ -124,9 +162,10 @@ impl Needs {
 }
 
 impl fmt::Display for Needs {
-    /// `null_blk zoned=1 ...` and `+ nvme zns zone_size=..`, for progress lines.
+    /// `Linux 6.1: null_blk zoned=1 ...`, `+ nvme zns zone_size=..` and
+    /// `+ scsi_debug ...`, for progress lines.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "null_blk")?;
+        write!(f, "Linux {}: null_blk", self.kernel)?;
         if self.configfs {
             write!(f, " (configfs)")?;
         }
@@ -140,8 +179,28 @@ impl fmt::Display for Needs {
                 z.zone_size, z.zone_capacity, z.size
             )?;
         }
+        if let Some(words) = &self.scsi {
+            write!(f, " + scsi_debug {}", words.join(" "))?;
+        }
         Ok(())
     }
+}
+
+/// Module parameter words: `PARAM=VALUE`, safe inside a shell word list.
+fn check_params(line: &str, words: &[String]) -> Result<(), String> {
+    for word in words {
+        let ok = word.split_once('=').is_some_and(|(k, v)| {
+            !k.is_empty()
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !v.is_empty()
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".,_-".contains(c))
+        });
+        if !ok {
+            return Err(format!("bad `{line}` word '{word}' (want PARAM=VALUE)"));
+        }
+    }
+    Ok(())
 }
 
 fn parse_zns(words: &[String]) -> Result<Zns, String> {
@@ -181,8 +240,11 @@ mod tests {
 
     #[test]
     fn nullb_and_nvme_lines() {
-        let n = Needs::of("#!/bin/bash\n# group: realdev\n# nullb: zoned=1 zone_size=64 gb=1\n")
-            .unwrap();
+        let n = Needs::of(
+            "#!/bin/bash\n# group: realdev\n# nullb: zoned=1 zone_size=64 gb=1\n",
+            DEFAULT_KERNEL,
+        )
+        .unwrap();
         assert_eq!(n.nullb, ["zoned=1", "zone_size=64", "gb=1"]);
         assert_eq!(n.nvme, None);
         assert!(!n.configfs);
@@ -198,7 +260,11 @@ mod tests {
         );
         assert!(n.qemu_args("zns.raw").is_empty());
 
-        let n = Needs::of("# nullb: zoned=1\n# nvme: zns zone_capacity=8M\n").unwrap();
+        let n = Needs::of(
+            "# nullb: zoned=1\n# nvme: zns zone_capacity=8M\n",
+            DEFAULT_KERNEL,
+        )
+        .unwrap();
         let z = n.nvme.clone().unwrap();
         assert_eq!(
             (z.zone_size.as_str(), z.zone_capacity.as_str()),
@@ -215,37 +281,79 @@ mod tests {
 
     #[test]
     fn configfs_line() {
-        let n = Needs::of("# nullb-configfs: zoned=1 zone_size=4 gb=1\n").unwrap();
+        let n = Needs::of(
+            "# nullb-configfs: zoned=1 zone_size=4 gb=1\n",
+            DEFAULT_KERNEL,
+        )
+        .unwrap();
         assert!(n.configfs);
         assert_eq!(n.nullb, ["zoned=1", "zone_size=4", "gb=1"]);
         assert_eq!(
             n.to_string(),
-            "null_blk (configfs) zoned=1 zone_size=4 gb=1"
+            "Linux 6.1: null_blk (configfs) zoned=1 zone_size=4 gb=1"
         );
         // Not the same boot as the module-parameter device.
-        assert_ne!(n, Needs::of("# nullb: zoned=1 zone_size=4 gb=1\n").unwrap());
-        assert!(Needs::of("# nullb: zoned=1\n# nullb-configfs: zoned=1\n").is_err());
-        let e = Needs::of("# nullb-configfs: zoned\n").unwrap_err();
+        assert_ne!(
+            n,
+            Needs::of("# nullb: zoned=1 zone_size=4 gb=1\n", DEFAULT_KERNEL).unwrap()
+        );
+        assert!(
+            Needs::of(
+                "# nullb: zoned=1\n# nullb-configfs: zoned=1\n",
+                DEFAULT_KERNEL
+            )
+            .is_err()
+        );
+        let e = Needs::of("# nullb-configfs: zoned\n", DEFAULT_KERNEL).unwrap_err();
         assert!(e.contains("`# nullb-configfs:`"), "{e}");
     }
 
     #[test]
     fn same_lines_same_needs() {
-        let a = Needs::of("# nullb: zoned=1  gb=1\n").unwrap();
-        let b = Needs::of("# nullb:zoned=1 gb=1\n").unwrap();
+        let a = Needs::of("# nullb: zoned=1  gb=1\n", DEFAULT_KERNEL).unwrap();
+        let b = Needs::of("# nullb:zoned=1 gb=1\n", DEFAULT_KERNEL).unwrap();
         assert_eq!(a, b);
-        assert_ne!(a, Needs::of("# nullb: gb=1 zoned=1\n").unwrap());
-        assert_eq!(Needs::of("echo\n").unwrap().nullb, Vec::<String>::new());
+        assert_ne!(
+            a,
+            Needs::of("# nullb: gb=1 zoned=1\n", DEFAULT_KERNEL).unwrap()
+        );
+        assert_eq!(
+            Needs::of("echo\n", DEFAULT_KERNEL).unwrap().nullb,
+            Vec::<String>::new()
+        );
     }
 
     #[test]
     fn bad_words_are_refused() {
-        assert!(Needs::of("# nullb: zoned=1;reboot\n").is_err());
-        assert!(Needs::of("# nullb: zoned\n").is_err());
-        assert!(Needs::of("# nvme: conventional\n").is_err());
-        assert!(Needs::of("# nvme: zns zone_size=big\n").is_err());
+        assert!(Needs::of("# nullb: zoned=1;reboot\n", DEFAULT_KERNEL).is_err());
+        assert!(Needs::of("# nullb: zoned\n", DEFAULT_KERNEL).is_err());
+        assert!(Needs::of("# nvme: conventional\n", DEFAULT_KERNEL).is_err());
+        assert!(Needs::of("# nvme: zns zone_size=big\n", DEFAULT_KERNEL).is_err());
+        assert!(Needs::of("# scsi_debug: zbc\n", DEFAULT_KERNEL).is_err());
+        assert!(Needs::of("echo\n", "5.4").is_err());
         assert_eq!(parse_size("12M"), Some(12 << 20));
         assert_eq!(parse_size("4096"), Some(4096));
         assert_eq!(parse_size(""), None);
+    }
+
+    #[test]
+    fn kernels_and_scsi_lines() {
+        assert_eq!(kernels("echo\n").unwrap(), [DEFAULT_KERNEL]);
+        assert_eq!(
+            kernels("# kernels: 6.12 6.1 6.12\n").unwrap(),
+            ["6.12", "6.1"]
+        );
+        assert!(kernels("# kernels: 6.2\n").unwrap_err().contains("'6.2'"));
+        assert!(kernels("# kernels:\n").is_err());
+        let n = Needs::of("# scsi_debug: zbc=managed zone_size_mb=4\n", "6.12").unwrap();
+        assert_eq!(n.kernel, "6.12");
+        assert_eq!(
+            n.scsi.as_deref().unwrap(),
+            ["zbc=managed", "zone_size_mb=4"]
+        );
+        assert_ne!(
+            n,
+            Needs::of("# scsi_debug: zbc=managed zone_size_mb=4\n", "6.1").unwrap()
+        );
     }
 }
