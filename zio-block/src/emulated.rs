@@ -2,8 +2,11 @@
 //! the `zoned` image): it applies the zone rules of `zone_rules` to a data
 //! store, with null_blk's behaviour around them.
 //!
-//! Locking: one lock per zone serialises requests to that zone (so zone
-//! appends each land whole at a distinct position); the state lock is held
+//! Locking: a zone lock serialises requests to that zone (so zone appends
+//! each land whole at a distinct position). Zones share [`ZONE_LOCKS`]
+//! striped locks (zone `i` takes lock `i % ZONE_LOCKS`), taken in lock
+//! order, so a command over every zone takes a bounded number of locks;
+//! the state lock is held
 //! from the judgement of a write, append or zone operation until its data
 //! is stored and its new state committed to the store, so the store sees
 //! one command at a time, in order, and each commit is the whole change of
@@ -252,6 +255,9 @@ macro_rules! forward_to_engine {
 }
 pub(crate) use forward_to_engine;
 
+/// Most zone locks a device has (see the module comment).
+pub const ZONE_LOCKS: usize = 1024;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -261,6 +267,7 @@ pub struct EmulatedZoned<S> {
     /// The state's geometry, which never changes: read without the lock.
     geo: ZoneGeometry,
     state: Mutex<ZoneState>,
+    /// Zone `i`'s lock is `zone_locks[i % zone_locks.len()]`.
     zone_locks: Vec<Mutex<()>>,
 }
 
@@ -271,7 +278,9 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             store,
             geo,
             state: Mutex::new(state),
-            zone_locks: (0..geo.nr_zones()).map(|_| Mutex::new(())).collect(),
+            zone_locks: (0..geo.nr_zones().min(ZONE_LOCKS))
+                .map(|_| Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -294,10 +303,27 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         Some((g.zone_index(offset), g.zone_index(end - 1)))
     }
 
+    /// Takes the locks of zones `[first, last]`, in lock order (so two
+    /// commands never wait for each other crosswise): each once, all of
+    /// them for a span of as many zones as there are locks.
     fn lock_zones(&self, span: Option<(usize, usize)>) -> Vec<MutexGuard<'_, ()>> {
-        match span {
-            Some((a, b)) => self.zone_locks[a..=b].iter().map(lock).collect(),
-            None => Vec::new(),
+        let Some((a, b)) = span else {
+            return Vec::new();
+        };
+        let n = self.zone_locks.len();
+        if b - a + 1 >= n {
+            return self.zone_locks.iter().map(lock).collect();
+        }
+        let (first, last) = (a % n, b % n);
+        if first <= last {
+            self.zone_locks[first..=last].iter().map(lock).collect()
+        } else {
+            // Wraps past the last lock: the low ones first.
+            self.zone_locks[..=last]
+                .iter()
+                .chain(&self.zone_locks[first..])
+                .map(lock)
+                .collect()
         }
     }
 

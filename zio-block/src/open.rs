@@ -138,6 +138,11 @@ pub fn open_node(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn Bloc
     Ok(node)
 }
 
+/// Deepest chain of children a graph may have: far more than any real
+/// graph (format, a few filters, protocol), and bounded so a deep one is
+/// refused rather than recursed into.
+pub const MAX_NESTING: usize = 64;
+
 /// Opens the child `name` of a format or filter node (`file.driver=...`).
 pub(crate) fn open_child(
     opts: &mut OptionMap,
@@ -145,6 +150,11 @@ pub(crate) fn open_child(
     flags: &OpenFlags,
 ) -> Result<Arc<dyn BlockDriver>, String> {
     let mut child = opts.take_child(name);
+    if child.depth() > MAX_NESTING {
+        return Err(format!(
+            "Child options are nested more than {MAX_NESTING} levels deep"
+        ));
+    }
     if !child.contains("driver") {
         if !child.contains("filename") {
             return Err(format!("A block device must be specified for \"{name}\""));

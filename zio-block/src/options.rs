@@ -2,15 +2,41 @@
 //! (`,,` is a literal comma), with dotted keys for children
 //! (`file.filename=x.img`). Drivers take the keys they know; whatever is left
 //! is an error that names the option.
+//!
+//! A child's map keeps its parent's keys as they are, with the child's
+//! prefix hidden, so taking a child is a split of the sorted map, not a
+//! copy of every key: deep nesting costs what the text does.
 
 use std::collections::BTreeMap;
 
 use crate::units::{SizeError, parse_size};
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct OptionMap {
+    /// Full keys, each starting with `prefix`.
     entries: BTreeMap<String, String>,
+    /// What a key starts with that the map does not show (`file.` in the
+    /// child `file`).
+    prefix: String,
+    /// How many children down from the parsed text this map is.
+    depth: usize,
 }
+
+/// Equal when they hold the same options, whatever their prefixes.
+impl PartialEq for OptionMap {
+    fn eq(&self, other: &OptionMap) -> bool {
+        self.entries.len() == other.entries.len()
+            && self
+                .entries
+                .iter()
+                .zip(&other.entries)
+                .all(|((ka, va), (kb, vb))| {
+                    ka[self.prefix.len()..] == kb[other.prefix.len()..] && va == vb
+                })
+    }
+}
+
+impl Eq for OptionMap {}
 
 impl OptionMap {
     /// Parses `driver=raw,file.filename=x.img`.
@@ -36,16 +62,26 @@ impl OptionMap {
         Ok(map)
     }
 
+    fn full(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
-        self.entries.insert(key.to_string(), value.into());
+        self.entries.insert(self.full(key), value.into());
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
+        self.entries.contains_key(&self.full(key))
     }
 
     pub fn take(&mut self, key: &str) -> Option<String> {
-        self.entries.remove(key)
+        self.entries.remove(&self.full(key))
+    }
+
+    /// How many children down from the parsed text this map is (0 for the
+    /// text itself, 1 for its `file.` child, ...).
+    pub fn depth(&self) -> usize {
+        self.depth
     }
 
     /// A size option (`size=1G`); the error names the option.
@@ -77,20 +113,20 @@ impl OptionMap {
     /// Removes and returns the options of child `name` (`name.x=1` becomes
     /// `x=1`). A plain `name=FILENAME` becomes the child's `filename`.
     pub fn take_child(&mut self, name: &str) -> OptionMap {
-        let prefix = format!("{name}.");
-        let keys: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        let mut child = OptionMap::default();
-        for k in keys {
-            let v = self.entries.remove(&k).unwrap_or_default();
-            child.entries.insert(k[prefix.len()..].to_string(), v);
-        }
-        if let Some(filename) = self.entries.remove(name) {
-            child.entries.entry("filename".into()).or_insert(filename);
+        // The child's keys are the range [`name.`, `name/`): '/' follows '.'.
+        let prefix = self.full(&format!("{name}."));
+        let end = self.full(&format!("{name}/"));
+        let mut entries = self.entries.split_off(&prefix);
+        let mut after = entries.split_off(&end);
+        self.entries.append(&mut after);
+        let mut child = OptionMap {
+            entries,
+            prefix,
+            depth: self.depth + 1,
+        };
+        if let Some(filename) = self.take(name) {
+            let key = child.full("filename");
+            child.entries.entry(key).or_insert(filename);
         }
         child
     }
@@ -99,7 +135,8 @@ impl OptionMap {
     pub fn finish(&self, kind: &str, driver: &str) -> Result<(), String> {
         match self.entries.keys().next() {
             Some(k) => Err(format!(
-                "Block {kind} '{driver}' does not support the option '{k}'"
+                "Block {kind} '{driver}' does not support the option '{}'",
+                &k[self.prefix.len()..]
             )),
             None => Ok(()),
         }
@@ -158,5 +195,47 @@ mod tests {
         assert!(m.take_size("size").is_err());
         let mut m = OptionMap::parse("size=1.5k").unwrap();
         assert_eq!(m.take_size("size").unwrap(), Some(1536));
+    }
+
+    #[test]
+    fn grandchildren_and_leftovers_name_their_own_keys() {
+        let mut m =
+            OptionMap::parse("driver=raw,file.driver=raw,file.file.filename=x,file.filex=1,filf=2")
+                .unwrap();
+        let mut c = m.take_child("file");
+        assert_eq!(c.depth(), 1);
+        assert_eq!(c.take("driver").as_deref(), Some("raw"));
+        let mut g = c.take_child("file");
+        assert_eq!(g.depth(), 2);
+        assert_eq!(g, OptionMap::parse("filename=x").unwrap());
+        assert_eq!(g.take("filename").as_deref(), Some("x"));
+        assert!(g.finish("protocol", "file").is_ok());
+        assert_eq!(
+            c.finish("format", "raw").unwrap_err(),
+            "Block format 'raw' does not support the option 'filex'"
+        );
+        m.take("driver");
+        assert_eq!(m, OptionMap::parse("filf=2").unwrap());
+        c.set("a", "b");
+        assert_eq!(c.take("a").as_deref(), Some("b"));
+    }
+
+    /// Taking children 1000 deep costs about what the text does (each
+    /// level used to copy every key below it).
+    #[test]
+    fn deep_nesting_is_taken_without_copying_keys() {
+        let depth = 1000;
+        let mut text = String::from("driver=raw");
+        for d in 1..=depth {
+            text.push_str(&format!(",{}driver=raw", "file.".repeat(d)));
+        }
+        let mut m = OptionMap::parse(&text).unwrap();
+        for d in 0..depth {
+            assert_eq!(m.take("driver").as_deref(), Some("raw"), "level {d}");
+            m = m.take_child("file");
+        }
+        assert_eq!(m.depth(), depth);
+        assert_eq!(m.take("driver").as_deref(), Some("raw"));
+        assert!(m.finish("format", "raw").is_ok());
     }
 }

@@ -397,13 +397,15 @@ pub struct AppendPlan {
 /// first error in zone order, and zones that succeeded keep their change.
 #[derive(Debug)]
 pub struct MgmtOutcome {
-    /// `(start, len)` of each zone that was reset from a non-empty
-    /// condition: the driver may discard its data.
+    /// `(start, len)` of the zones that were reset from a non-empty
+    /// condition, ascending, adjacent zones joined into one range: the
+    /// driver may discard their data.
     pub reset: Vec<(u64, u64)>,
     /// `(offset, len)` that the command made readable without writing it
-    /// (a finish moves the write pointer to the zone end): the driver must
-    /// make it read as never written before it records the change, so no
-    /// byte left there by an earlier life of the zone shows.
+    /// (a finish moves the write pointer to the zone end), ascending,
+    /// adjacent ranges joined: the driver must make it read as never
+    /// written before it records the change, so no byte left there by an
+    /// earlier life of the zone shows.
     pub exposed: Vec<(u64, u64)>,
     pub result: io::Result<()>,
 }
@@ -443,6 +445,15 @@ pub struct Dirty {
     /// Indices of changed zones, ascending, each once.
     pub zones: Vec<usize>,
     pub cursor_moved: bool,
+}
+
+/// Appends `(at, len)` to ascending `ranges`, joined to the last range if
+/// it ends at `at`.
+fn push_range(ranges: &mut Vec<(u64, u64)>, at: u64, len: u64) {
+    match ranges.last_mut() {
+        Some((s, n)) if *s + *n == at => *n += len,
+        _ => ranges.push((at, len)),
+    }
 }
 
 fn eio() -> io::Error {
@@ -496,15 +507,37 @@ impl ZoneState {
     /// [`releases_resources`]): written in this order, every prefix of the
     /// records keeps the open and active counts within the limits.
     pub fn releases_first(&self, zones: &[usize]) -> Vec<usize> {
-        let before = |i: usize| {
-            self.undo
-                .iter()
-                .find(|u| u.0 == i)
-                .map_or(self.zones[i].cond, |u| u.2)
-        };
-        let (mut out, acquire): (Vec<usize>, Vec<usize>) = zones
-            .iter()
-            .partition(|&&i| releases_resources(before(i), self.zones[i].cond));
+        debug_assert!(zones.is_sorted(), "zones not in ascending order");
+        // Each zone's condition before its first change: its oldest undo
+        // entry, found walking the undo log backwards. The log is mostly in
+        // zone order, so the neighbour of the last position is tried before
+        // a binary search.
+        let mut before: Vec<Option<ZoneCond>> = vec![None; zones.len()];
+        let mut hint = 0;
+        for &(i, _, cond) in self.undo.iter().rev() {
+            let p = if zones.get(hint) == Some(&i) {
+                hint
+            } else if hint > 0 && zones[hint - 1] == i {
+                hint - 1
+            } else {
+                match zones.binary_search(&i) {
+                    Ok(p) => p,
+                    Err(_) => continue,
+                }
+            };
+            before[p] = Some(cond);
+            hint = p;
+        }
+        let mut out = Vec::with_capacity(zones.len());
+        let mut acquire = Vec::new();
+        for (&i, b) in zones.iter().zip(before) {
+            let now = self.zones[i].cond;
+            if releases_resources(b.unwrap_or(now), now) {
+                out.push(i);
+            } else {
+                acquire.push(i);
+            }
+        }
         out.extend(acquire);
         out
     }
@@ -651,7 +684,7 @@ impl ZoneState {
                 let (_, c) = tx.get(i);
                 if !matches!(c, ZoneCond::Empty | ZoneCond::ReadOnly | ZoneCond::Offline) {
                     tx.reset(i).expect("reset of a non-empty zone");
-                    out.reset.push((self.zones[i].start, self.zones[i].len));
+                    push_range(&mut out.reset, self.zones[i].start, self.zones[i].len);
                 }
             }
         } else {
@@ -667,11 +700,11 @@ impl ZoneState {
                 };
                 match r {
                     Ok(()) if op == ZoneOp::Reset && was != ZoneCond::Empty => {
-                        out.reset.push((self.zones[i].start, self.zones[i].len))
+                        push_range(&mut out.reset, self.zones[i].start, self.zones[i].len)
                     }
                     Ok(()) if op == ZoneOp::Finish && was != ZoneCond::Full => {
                         let end = self.zones[i].start + self.zones[i].len;
-                        out.exposed.push((was_wp, end - was_wp));
+                        push_range(&mut out.exposed, was_wp, end - was_wp);
                     }
                     Ok(()) => {}
                     Err(e) => {
@@ -834,19 +867,28 @@ impl ZoneState {
 }
 
 /// A trial of changes over a borrowed state: per-zone transitions run here
-/// and are either collected into [`Changes`] or dropped.
+/// and are either collected into [`Changes`] or dropped. Each zone has at
+/// most one entry; past [`Txn::SMALL`] entries an index from zone to entry
+/// makes every look-up O(1), so a command over every zone is linear.
 struct Txn<'a> {
     base: &'a ZoneState,
     zones: Vec<(usize, u64, ZoneCond)>,
+    /// Empty while `zones` is small (searched then); else, per zone of the
+    /// device, 1 + its entry's position in `zones`, or 0 if it has none.
+    index: Vec<u32>,
     counts: ZoneCounts,
     cursor: usize,
 }
 
 impl<'a> Txn<'a> {
+    /// Entries searched linearly before the index is built.
+    const SMALL: usize = 16;
+
     fn new(base: &'a ZoneState) -> Txn<'a> {
         Txn {
             base,
             zones: Vec::new(),
+            index: Vec::new(),
             counts: base.counts,
             cursor: base.cursor,
         }
@@ -861,10 +903,19 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Position of zone `i`'s entry in `zones`.
+    fn slot(&self, i: usize) -> Option<usize> {
+        if self.index.is_empty() {
+            self.zones.iter().position(|c| c.0 == i)
+        } else {
+            self.index[i].checked_sub(1).map(|s| s as usize)
+        }
+    }
+
     /// Current `(wp, cond)` of zone `i`.
     fn get(&self, i: usize) -> (u64, ZoneCond) {
-        match self.zones.iter().rev().find(|c| c.0 == i) {
-            Some(&(_, wp, cond)) => (wp, cond),
+        match self.slot(i) {
+            Some(s) => (self.zones[s].1, self.zones[s].2),
             None => (self.base.zones[i].wp, self.base.zones[i].cond),
         }
     }
@@ -872,9 +923,20 @@ impl<'a> Txn<'a> {
     fn set(&mut self, i: usize, wp: u64, cond: ZoneCond) {
         let old = self.get(i).1;
         self.counts.change(old, cond);
-        match self.zones.iter_mut().find(|c| c.0 == i) {
-            Some(c) => *c = (i, wp, cond),
-            None => self.zones.push((i, wp, cond)),
+        match self.slot(i) {
+            Some(s) => self.zones[s] = (i, wp, cond),
+            None => {
+                self.zones.push((i, wp, cond));
+                if !self.index.is_empty() {
+                    // At most MAX_ZONES (2^24) entries: fits.
+                    self.index[i] = self.zones.len() as u32;
+                } else if self.zones.len() > Self::SMALL {
+                    self.index = vec![0; self.base.zones.len()];
+                    for (s, c) in self.zones.iter().enumerate() {
+                        self.index[c.0] = s as u32 + 1;
+                    }
+                }
+            }
         }
     }
 
@@ -1675,7 +1737,7 @@ mod tests {
         // still processed.
         let out = st.zone_mgmt_outcome(ZoneOp::Reset, 0, 3 * ZS);
         assert_eq!(err_of(out.result), Errno::EIO);
-        assert_eq!(out.reset, [(ZS, ZS), (2 * ZS, ZS)]);
+        assert_eq!(out.reset, [(ZS, 2 * ZS)], "adjacent zones joined");
         assert_eq!(conds(&st)[1..3], [ZoneCond::Empty, ZoneCond::Empty]);
         // Close over a range with an empty zone in the middle.
         write(&mut st, ZS, BS).unwrap();
@@ -1697,7 +1759,7 @@ mod tests {
         st.set_condition(5, ZoneCond::Offline).unwrap();
         let out = st.zone_mgmt_outcome(ZoneOp::Reset, 0, 6 * ZS);
         out.result.unwrap();
-        assert_eq!(out.reset, [(2 * ZS, ZS), (3 * ZS, ZS)]);
+        assert_eq!(out.reset, [(2 * ZS, 2 * ZS)], "adjacent zones joined");
         assert_eq!(
             conds(&st),
             [
@@ -1862,6 +1924,119 @@ mod tests {
                 closed: 0
             }
         );
+    }
+
+    /// The Txn past its index threshold: zones touched again, out of
+    /// order, keep one entry each with their last value, and the counters
+    /// follow every change.
+    #[test]
+    fn txn_repeated_touches_keep_one_entry_per_zone() {
+        let st = state(64, 0, 0, 0);
+        let mut tx = Txn::new(&st);
+        let n = 3 * Txn::SMALL;
+        for i in 0..n {
+            tx.set(i, i as u64 * ZS + BS, ZoneCond::ImplicitOpen);
+        }
+        assert!(!tx.index.is_empty(), "index built past SMALL entries");
+        for i in (0..n).rev() {
+            tx.set(i, i as u64 * ZS + BS, ZoneCond::Closed);
+        }
+        for i in (0..n).step_by(2) {
+            tx.set(i, i as u64 * ZS + 2 * BS, ZoneCond::ExplicitOpen);
+        }
+        for i in 0..64 {
+            let want = match i {
+                i if i >= n => (i as u64 * ZS, ZoneCond::Empty),
+                i if i % 2 == 0 => (i as u64 * ZS + 2 * BS, ZoneCond::ExplicitOpen),
+                i => (i as u64 * ZS + BS, ZoneCond::Closed),
+            };
+            assert_eq!(tx.get(i), want, "zone {i}");
+        }
+        let c = tx.done();
+        let mut seen: Vec<usize> = c.zones.iter().map(|z| z.0).collect();
+        assert_eq!(seen.len(), n, "one entry per zone");
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), n);
+        assert_eq!(
+            c.counts,
+            ZoneCounts {
+                imp_open: 0,
+                exp_open: n as u32 / 2,
+                closed: n as u32 / 2
+            }
+        );
+    }
+
+    /// A range command is the per-zone commands in zone order (as Linux
+    /// sends them): over many zones (the Txn's index in use) with open and
+    /// active limits, whose implicit closes touch zones the range reaches
+    /// later, both end in the same state.
+    #[test]
+    fn range_mgmt_matches_per_zone_mgmt() {
+        const N: u64 = 48;
+        let mut rng = Rng::new(0x51_7cc1_b727_220a);
+        for (max_open, max_active) in [(0, 0), (3, 0), (3, 5), (4, 40)] {
+            let mut a = state(N, 2, max_open, max_active);
+            for _ in 0..300 {
+                let z = 2 + rng.below(N - 2);
+                let k = 1 + rng.below(N - z);
+                let op = [ZoneOp::Open, ZoneOp::Close, ZoneOp::Finish, ZoneOp::Reset]
+                    [rng.below(4) as usize];
+                // Some writes first, to have implicitly open zones around.
+                for _ in 0..rng.below(4) {
+                    let w = 2 + rng.below(N - 2);
+                    let wp = a.zone(w as usize).wp;
+                    let _ = write(&mut a, wp.min(w * ZS + ZS - BS), BS);
+                }
+                let mut b = a.clone();
+                let ra = a.zone_mgmt(op, z * ZS, k * ZS);
+                let mut rb = Ok(());
+                for i in z..z + k {
+                    let r = b.zone_mgmt(op, i * ZS, ZS);
+                    if rb.is_ok() {
+                        rb = r;
+                    }
+                }
+                assert_eq!(ra.is_ok(), rb.is_ok(), "{op:?} {z}+{k}");
+                if let (Err(x), Err(y)) = (&ra, &rb) {
+                    assert_eq!(x.raw_os_error(), y.raw_os_error());
+                }
+                assert_eq!(a.to_saved(), b.to_saved(), "{op:?} {z}+{k}");
+                assert_eq!(a.counts(), b.counts());
+                check_invariants(&a);
+                a.take_changes();
+            }
+        }
+    }
+
+    /// `releases_first` judges each zone by its condition before its first
+    /// change since `take_changes`, however many changes followed.
+    #[test]
+    fn releases_first_uses_the_first_change() {
+        let mut st = state(40, 0, 0, 0);
+        for i in 0..20u64 {
+            write(&mut st, i * ZS, BS).unwrap(); // implicitly open
+            if i % 2 == 1 {
+                st.zone_mgmt(ZoneOp::Close, i * ZS, ZS).unwrap();
+            }
+        }
+        st.take_changes();
+        // Even zones: implicitly open -> closed -> explicitly open, a
+        // release from their first condition (not from the last, closed);
+        // odd zones: closed -> explicitly open and zones 20..: empty ->
+        // explicitly open, both acquire.
+        st.zone_mgmt(ZoneOp::Close, 0, 20 * ZS).unwrap();
+        st.zone_mgmt(ZoneOp::Open, 0, 40 * ZS).unwrap();
+        let dirty = st.peek_changes();
+        assert_eq!(dirty.zones, (0..40).collect::<Vec<_>>());
+        let order = st.releases_first(&dirty.zones);
+        let want: Vec<usize> = (0..20)
+            .step_by(2)
+            .chain((1..20).step_by(2))
+            .chain(20..40)
+            .collect();
+        assert_eq!(order, want);
     }
 
     use crate::rng::Rng;

@@ -68,6 +68,8 @@ pub const LOG_SIZE: u64 = 8 << 20;
 /// another).
 pub(crate) const ENTRY_ALIGN: u64 = 4096;
 const ENTRY_HEAD: usize = 64;
+/// Largest write of table records written in place.
+const TABLE_BATCH: usize = 1 << 20;
 const LOG_REC: usize = 24;
 const SLOT_MAGIC: &[u8; 8] = b"ZIOLOGSB";
 const ENTRY_MAGIC: &[u8; 8] = b"ZIOLOGTX";
@@ -288,30 +290,79 @@ pub(crate) fn check_record(
 }
 
 /// The table records of a whole state (cursor first).
+#[cfg(test)]
 fn encode_table(saved: &SavedZones) -> Vec<u8> {
-    let mut t = Vec::with_capacity((saved.zones.len() + 1) * RECORD as usize);
-    t.extend_from_slice(&encode_record(0, saved.cursor as u64, 0));
-    for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
-        t.extend_from_slice(&encode_record(i as u64 + 1, wp, cond.as_u8()));
-    }
+    let mut t = Vec::new();
+    encode_table_batches(saved, |_, b| {
+        t.extend_from_slice(b);
+        Ok(())
+    })
+    .expect("into memory");
     t
 }
 
+/// The table records of a whole state (cursor first), handed to `write` as
+/// `(byte offset in the table, records)` of at most [`TABLE_BATCH`] bytes.
+fn encode_table_batches(
+    saved: &SavedZones,
+    mut write: impl FnMut(u64, &[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let per_batch = TABLE_BATCH / RECORD as usize;
+    let mut b = Vec::with_capacity(TABLE_BATCH);
+    b.extend_from_slice(&encode_record(0, saved.cursor as u64, 0));
+    let mut at = 0;
+    for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
+        if b.len() / RECORD as usize == per_batch {
+            write(at, &b)?;
+            at += b.len() as u64;
+            b.clear();
+        }
+        b.extend_from_slice(&encode_record(i as u64 + 1, wp, cond.as_u8()));
+    }
+    write(at, &b)
+}
+
 /// Reads and checks the table; errors name the zone.
+#[cfg(test)]
 fn decode_table(table: &[u8], geo: &ZoneGeometry) -> Result<SavedZones, String> {
+    decode_table_from(geo, |at, buf| {
+        let at = at as usize;
+        buf.copy_from_slice(&table[at..at + buf.len()]);
+        Ok(())
+    })
+}
+
+/// Reads the table with `read(byte offset in the table, buffer)`, in
+/// batches of at most [`TABLE_BATCH`] bytes, and checks it; errors name
+/// the zone.
+fn decode_table_from(
+    geo: &ZoneGeometry,
+    mut read: impl FnMut(u64, &mut [u8]) -> Result<(), String>,
+) -> Result<SavedZones, String> {
     let nr_zones = geo.nr_zones();
-    let rec = |i: usize| &table[i * RECORD as usize..(i + 1) * RECORD as usize];
-    let get = |i: usize| {
-        let (v, c) = decode_record(i as u64, rec(i)).map_err(|e| match i {
+    let get = |i: usize, r: &[u8]| {
+        let (v, c) = decode_record(i as u64, r).map_err(|e| match i {
             0 => format!("zone table: the cursor record: {e}"),
             _ => format!("zone table: zone {}: {e}", i - 1),
         })?;
         check_record(geo, i as u64, v, c).map_err(|e| format!("zone table: {e}"))
     };
-    let cursor = get(0)?.0 as usize;
+    let per_batch = TABLE_BATCH / RECORD as usize;
+    let mut buf = vec![0u8; per_batch.min(nr_zones + 1) * RECORD as usize];
+    let mut cursor = 0;
     let mut zones = Vec::with_capacity(nr_zones);
-    for i in 0..nr_zones {
-        zones.push(get(i + 1)?);
+    let mut first = 0;
+    while first < nr_zones + 1 {
+        let n = per_batch.min(nr_zones + 1 - first);
+        let b = &mut buf[..n * RECORD as usize];
+        read(first as u64 * RECORD, b)?;
+        for (k, r) in b.chunks_exact(RECORD as usize).enumerate() {
+            match first + k {
+                0 => cursor = get(0, r)?.0 as usize,
+                i => zones.push(get(i, r)?),
+            }
+        }
+        first += n;
     }
     Ok(SavedZones { zones, cursor })
 }
@@ -631,9 +682,10 @@ pub fn format(file: &File, cfg: &ZoneConfig) -> Result<Header, String> {
     let header = Header::for_config(*cfg, &geo);
     let fail = |e: io::Error| super::strerror(&e);
     file.set_len(header.file_len()).map_err(fail)?;
-    let table = encode_table(&ZoneState::new(geo).to_saved());
-    file.write_all_at(&table, header.table_offset)
-        .map_err(fail)?;
+    encode_table_batches(&ZoneState::new(geo).to_saved(), |at, b| {
+        file.write_all_at(b, header.table_offset + at)
+    })
+    .map_err(fail)?;
     file.write_all_at(&encode_slot(1), header.log_offset)
         .map_err(fail)?;
     // (A temporary file until it replaces the target: nothing needs to
@@ -706,22 +758,29 @@ impl ImageStore {
         Ok(())
     }
 
-    /// Writes records into the table in place, runs of consecutive records
-    /// in one write each.
-    fn write_table(&self, recs: &[(u64, u64, u8)]) -> io::Result<()> {
+    /// Writes records into the table in place: runs of consecutive
+    /// records in one write each, a long run in writes of at most
+    /// [`TABLE_BATCH`] bytes, so memory stays bounded however many records
+    /// there are.
+    fn write_table(&self, recs: impl IntoIterator<Item = (u64, u64, u8)>) -> io::Result<()> {
         self.written.store(true, Ordering::Release);
         let t = self.header.table_offset;
         let mut run: Vec<u8> = Vec::new();
         let mut run_start = 0;
-        for (k, &(index, value, cond)) in recs.iter().enumerate() {
+        let mut next = None;
+        for (index, value, cond) in recs {
+            if !run.is_empty() && (next != Some(index) || run.len() >= TABLE_BATCH) {
+                self.child.write(t + run_start * RECORD, &run, wf())?;
+                run.clear();
+            }
             if run.is_empty() {
                 run_start = index;
             }
             run.extend_from_slice(&encode_record(index, value, cond));
-            if recs.get(k + 1).map(|r| r.0) != Some(index + 1) {
-                self.child.write(t + run_start * RECORD, &run, wf())?;
-                run.clear();
-            }
+            next = Some(index + 1);
+        }
+        if !run.is_empty() {
+            self.child.write(t + run_start * RECORD, &run, wf())?;
         }
         Ok(())
     }
@@ -730,8 +789,7 @@ impl ImageStore {
     fn checkpoint(&self, log: &mut Log) -> io::Result<()> {
         self.flush_log(log)?;
         if !log.logged.is_empty() {
-            let recs: Vec<_> = log.logged.iter().map(|(&i, &(v, c))| (i, v, c)).collect();
-            self.write_table(&recs)?;
+            self.write_table(log.logged.iter().map(|(&i, &(v, c))| (i, v, c)))?;
             self.child.flush()?;
         }
         let next = 1 - log.slot;
@@ -781,15 +839,13 @@ impl ZoneStore for ImageStore {
 
     fn commit(&self, state: &ZoneState, dirty: &Dirty) -> io::Result<()> {
         let mut log = self.lock_log();
-        let mut recs = Vec::with_capacity(dirty.zones.len() + 1);
-        if dirty.cursor_moved {
-            recs.push((0, state.cursor() as u64, 0));
-        }
-        for &i in &state.releases_first(&dirty.zones) {
+        let cursor = dirty.cursor_moved.then(|| (0, state.cursor() as u64, 0));
+        let order = state.releases_first(&dirty.zones);
+        let recs = cursor.into_iter().chain(order.iter().map(|&i| {
             let z = state.zone(i);
-            recs.push((i as u64 + 1, z.wp, z.cond.as_u8()));
-        }
-        let len = entry_len(recs.len());
+            (i as u64 + 1, z.wp, z.cond.as_u8())
+        }));
+        let len = entry_len(order.len() + usize::from(cursor.is_some()));
         if log.pos + len + ENTRY_ALIGN > self.header.log_size {
             self.checkpoint(&mut log)?;
         }
@@ -799,8 +855,9 @@ impl ZoneStore for ImageStore {
             // every prefix keeps the limits.
             // (`recs` is the cursor, then the releases, then the rest,
             // each in ascending order: runs break between them.)
-            return self.write_table(&recs);
+            return self.write_table(recs);
         }
+        let recs: Vec<_> = recs.collect();
         self.append_entry(&mut log, KIND_CHANGE, &recs)?;
         for (index, value, cond) in recs {
             log.logged.insert(index, (value, cond));
@@ -856,12 +913,11 @@ pub(crate) fn load(child: &dyn BlockDriver) -> Result<Loaded, String> {
             header.file_len()
         ));
     }
-    let nr = geo.nr_zones();
-    let mut table = vec![0u8; (nr + 1) * RECORD as usize];
-    child
-        .read(header.table_offset, &mut table)
-        .map_err(|e| io_err("reading the zone table", e))?;
-    let mut saved = decode_table(&table, &geo)?;
+    let mut saved = decode_table_from(&geo, |at, buf| {
+        child
+            .read(header.table_offset + at, buf)
+            .map_err(|e| io_err("reading the zone table", e))
+    })?;
     let log = scan_log(child, &header)?;
     replay(&geo, &mut saved, &log)?;
     Ok(Loaded {
