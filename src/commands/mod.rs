@@ -24,15 +24,66 @@ use zio_block::BlockBackend;
 
 /// Where commands write: stdout for results, stderr for diagnostics.
 /// Stdout is flushed before anything goes to stderr, so a merged stream
-/// keeps program order.
+/// keeps program order. A closed stdout (EPIPE: the reader went away, as in
+/// `zio -c ... | head -1`) is remembered and every later write to it is
+/// dropped, as qemu-io ignores printf's errors; long commands ask
+/// [`out_closed`](Self::out_closed) and stop early.
 pub struct Console {
-    out: Box<dyn Write>,
+    out: PipeGuard,
     err: Box<dyn Write>,
+}
+
+/// A writer that turns EPIPE into "everything written" and remembers it,
+/// so no caller sees a closed pipe as an error (or panics on one).
+struct PipeGuard {
+    inner: Box<dyn Write>,
+    closed: bool,
+}
+
+impl PipeGuard {
+    fn absorb(&mut self, r: io::Result<()>) -> io::Result<()> {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r,
+        }
+    }
+}
+
+impl Write for PipeGuard {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.closed {
+            return Ok(buf.len());
+        }
+        match self.inner.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(buf.len())
+            }
+            r => r,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        let r = self.inner.flush();
+        self.absorb(r)
+    }
 }
 
 impl Console {
     pub fn new(out: Box<dyn Write>, err: Box<dyn Write>) -> Self {
-        Console { out, err }
+        Console {
+            out: PipeGuard {
+                inner: out,
+                closed: false,
+            },
+            err,
+        }
     }
 
     /// The process's own stdout (buffered) and stderr.
@@ -44,7 +95,12 @@ impl Console {
     }
 
     pub fn out(&mut self) -> &mut dyn Write {
-        &mut *self.out
+        &mut self.out
+    }
+
+    /// Stdout was closed by its reader: nothing written to it arrives.
+    pub fn out_closed(&self) -> bool {
+        self.out.closed
     }
 
     pub fn err(&mut self) -> &mut dyn Write {
@@ -142,13 +198,19 @@ pub fn find(word: &str) -> Option<&'static Command> {
         .find(|c| c.name == word || c.altname == Some(word))
 }
 
+/// Longest word [`suggest`] compares with the command names, in bytes.
+pub const SUGGEST_MAX_LEN: usize = 64;
+
 /// The command an unknown `word` was probably meant to be: the closest
 /// name or alias by Damerau-Levenshtein distance, when it is clearly close
 /// (at most 2 edits and at least 60% alike, or at least 70% alike), as
 /// its canonical name; case is ignored. `foo` suggests nothing (`f` is 2 edits but only
 /// a third alike); `zrpp` suggests `zone_report`, `readx` `read`.
+/// Words longer than [`SUGGEST_MAX_LEN`] bytes get no suggestion (the
+/// distance is quadratic in the word's length, and no command name is
+/// anywhere near that long).
 pub fn suggest(word: &str) -> Option<&'static str> {
-    if word.is_empty() {
+    if word.is_empty() || word.len() > SUGGEST_MAX_LEN {
         return None;
     }
     let word = word.to_lowercase();
@@ -311,6 +373,12 @@ mod suggest_tests {
         assert_eq!(suggest("readx"), Some("read"));
         assert_eq!(suggest("ZRP"), Some("zone_report"));
         assert_eq!(suggest("zone_rep"), Some("zone_report"));
+        let long = "zrpp".repeat(1 << 18);
+        assert_eq!(suggest(&long), None);
+        assert_eq!(
+            not_found(&long, true),
+            format!("command \"{long}\" not found")
+        );
         for far in ["foo", "x", "rd", "nosuch", ""] {
             assert_eq!(suggest(far), None, "{far}");
         }
@@ -319,6 +387,25 @@ mod suggest_tests {
             not_found("wrte", false),
             "command wrte not found (did you mean write?)"
         );
+    }
+
+    #[test]
+    fn a_closed_stdout_is_remembered_not_an_error() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut con = Console::new(Box::new(Closed), Box::new(io::sink()));
+        assert!(!con.out_closed());
+        con.say("lost");
+        assert!(con.out_closed());
+        assert!(con.out().write_all(b"also lost").is_ok());
+        con.flush();
     }
 
     #[test]

@@ -9,7 +9,6 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
 use serde::Serialize;
 
 use super::args::{GetOpt, Opt, cvtnum};
@@ -20,7 +19,7 @@ use super::format::{
 use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
 use super::{Body, Command, Console, Status, usage};
-use zio_block::{BlockBackend, Zone, ZoneCond, ZoneOp, ZoneType, strerror};
+use zio_block::{BlockBackend, Zone, ZoneCond, ZoneInfo, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
 const REPORT_BATCH: u64 = 65536;
@@ -233,8 +232,7 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
         con.say("Number of zones must be less than 2^32");
         return Status::Failed;
     }
-    let zone_size = blk.zone_info().map_or(0, |zi| zi.zone_size);
-    let mut out = ReportOut::new(mode, zone_size);
+    let mut out = ReportOut::new(mode, blk);
     let bar = Progress::counting("zone_report", left, "zones");
     while left > 0 {
         let ask = left.min(REPORT_BATCH);
@@ -246,10 +244,15 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
                 return Status::Failed;
             }
         };
-        out.batch(con, &zones);
+        let more = zones.len() as u64 == ask && left > ask;
+        out.batch(con, &zones, !more);
         bar.inc(zones.len() as u64);
+        // Nobody reads the rest (`zrp 0 16M | head`): stop asking.
+        if con.out_closed() {
+            break;
+        }
         match zones.last() {
-            Some(last) if zones.len() as u64 == ask => {
+            Some(last) if more => {
                 offset = last.start + last.len;
                 left -= ask;
             }
@@ -261,27 +264,39 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     Status::Ok
 }
 
-/// The output of one `zone_report`, fed batch by batch.
+/// The output of one `zone_report`, fed batch by batch and printed as it
+/// comes: nothing of a report is kept beyond the batch at hand.
 struct ReportOut {
     mode: ReportMode,
     zone_size: u64,
     /// `-j`: zones printed so far (the array is opened with the first).
     printed: u64,
-    /// `-t`: the rows, printed at the end.
-    table: Option<Table>,
+    /// `-t`: the column widths, fixed by the first batch; `None` before.
+    widths: Option<Widths>,
+    /// `-t`: the widest cell each column can have on this device, for a
+    /// report longer than one batch.
+    bound: Widths,
 }
 
 impl ReportOut {
-    fn new(mode: ReportMode, zone_size: u64) -> Self {
+    fn new(mode: ReportMode, blk: &BlockBackend) -> Self {
+        let zone_size = blk.zone_info().map_or(0, |zi| zi.zone_size);
+        let bound = if mode == ReportMode::Table {
+            geometry_widths(blk)
+        } else {
+            header_widths()
+        };
         ReportOut {
             mode,
             zone_size,
             printed: 0,
-            table: None,
+            widths: None,
+            bound,
         }
     }
 
-    fn batch(&mut self, con: &mut Console, zones: &[Zone]) {
+    /// Prints one batch; `last`: no batch follows.
+    fn batch(&mut self, con: &mut Console, zones: &[Zone], last: bool) {
         let mut text = Vec::with_capacity(zones.len() * 100);
         match self.mode {
             ReportMode::Plain => {
@@ -303,67 +318,222 @@ impl ReportOut {
                 }
             }
             ReportMode::Table => {
-                let table = self.table.get_or_insert_with(report_table);
+                let widths = match self.widths {
+                    Some(w) => w,
+                    None => {
+                        // A report of one batch is laid out from its rows;
+                        // a longer one from what the device can hold, as
+                        // its later rows are not known yet.
+                        let mut w = header_widths();
+                        if !last {
+                            widen(&mut w, &self.bound);
+                        }
+                        // Rows are formatted twice here rather than kept.
+                        for z in zones {
+                            widen(&mut w, &row_widths(&table_row(z, self.zone_size)));
+                        }
+                        table_head(&mut text, &w);
+                        self.widths = Some(w);
+                        w
+                    }
+                };
                 for z in zones {
-                    table.add_row(table_row(z, self.zone_size));
+                    table_line(&mut text, &widths, &table_row(z, self.zone_size));
                 }
             }
         }
         let _ = con.out().write_all(&text);
     }
 
-    /// Before an error line: closes a JSON array already begun, drops a
-    /// table (so a failing first batch prints only the error, as qemu-io).
+    /// Before an error line: closes a JSON array or a table already begun
+    /// (a failing first batch prints only the error, as qemu-io).
     fn abort(&mut self, con: &mut Console) {
         if self.mode == ReportMode::Json && self.printed > 0 {
             con.say("\n]");
         }
-        self.table = None;
+        if let Some(w) = self.widths.take() {
+            let mut text = Vec::new();
+            table_rule(&mut text, &w, b'-');
+            let _ = con.out().write_all(&text);
+        }
     }
 
-    /// Closes the JSON array, prints the table.
+    /// Closes the JSON array or the table.
     fn finish(&mut self, con: &mut Console) {
         match self.mode {
             ReportMode::Json if self.printed == 0 => con.say("[]"),
             ReportMode::Json => con.say("\n]"),
             ReportMode::Table => {
-                let table = self.table.take().unwrap_or_else(report_table);
-                con.say(&table.to_string());
+                let mut text = Vec::new();
+                let w = match self.widths.take() {
+                    Some(w) => w,
+                    None => {
+                        let w = header_widths();
+                        table_head(&mut text, &w);
+                        w
+                    }
+                };
+                table_rule(&mut text, &w, b'-');
+                let _ = con.out().write_all(&text);
             }
             _ => {}
         }
     }
 }
 
-/// The `-t` table: ASCII, never wrapped or sized to a terminal, so its
-/// lines are the same everywhere.
-fn report_table() -> Table {
-    let mut t = Table::new();
-    t.load_style(presets::ASCII_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .force_no_tty()
-        .set_header(vec![
-            "zone",
-            "start",
-            "length",
-            "capacity",
-            "wp",
-            "used",
-            "type",
-            "condition",
-        ]);
-    for i in 0..6 {
-        if let Some(col) = t.column_mut(i) {
-            col.set_cell_alignment(CellAlignment::Right);
-        }
+/// The `-t` table's columns; the first [`RIGHT_ALIGNED`] are right-aligned.
+const TABLE_HEADER: [&str; 8] = [
+    "zone",
+    "start",
+    "length",
+    "capacity",
+    "wp",
+    "used",
+    "type",
+    "condition",
+];
+const RIGHT_ALIGNED: usize = 6;
+
+/// Widths of the table's columns, in characters (every cell is ASCII).
+type Widths = [usize; 8];
+
+/// One row's cells.
+type Row = [String; 8];
+
+fn header_widths() -> Widths {
+    TABLE_HEADER.map(str::len)
+}
+
+fn row_widths(r: &Row) -> Widths {
+    std::array::from_fn(|i| r[i].len())
+}
+
+fn widen(w: &mut Widths, by: &Widths) {
+    for (a, b) in w.iter_mut().zip(by) {
+        *a = (*a).max(*b);
     }
-    t
+}
+
+/// The widest cell each column can hold on `blk`'s device, from its
+/// geometry alone: zone numbers below the zone count, starts that are
+/// multiples of the zone size below the device size, the zone size or the
+/// last zone's length, the capacity, write pointers in sectors up to the
+/// zone size, `100.00%`, and the type and condition names the device can
+/// report (the conventional ones only with conventional zones).
+/// A cell wider than this (a device whose zones differ from its geometry)
+/// is printed whole, out of line.
+fn geometry_widths(blk: &BlockBackend) -> Widths {
+    let mut w = header_widths();
+    let (Some(zi), Ok(size)) = (blk.zone_info(), blk.length()) else {
+        return w;
+    };
+    let zs = zi.zone_size.max(1);
+    let nr = size.div_ceil(zs).max(zi.nr_zones).max(1);
+    let last_start = (nr - 1).saturating_mul(zs);
+    let last_len = size.saturating_sub(last_start).min(zs);
+    let types: &[ZoneType] = if zi.nr_conv > 0 {
+        &[ZoneType::Conventional, ZoneType::SeqWriteRequired]
+    } else {
+        &[ZoneType::SeqWriteRequired]
+    };
+    let conds = [
+        ZoneCond::NotWp,
+        ZoneCond::Empty,
+        ZoneCond::ImplicitOpen,
+        ZoneCond::ExplicitOpen,
+        ZoneCond::Closed,
+        ZoneCond::ReadOnly,
+        ZoneCond::Full,
+        ZoneCond::Offline,
+    ];
+    let cells = [
+        (nr - 1).to_string().len(),
+        size_width(last_start, zs),
+        exact_size(zs).len().max(exact_size(last_len).len()),
+        capacity_width(&zi, last_len),
+        size_width(zs, 512),
+        "100.00%".len(),
+        types.iter().map(|&t| type_name(t).len()).max().unwrap_or(0),
+        conds
+            .iter()
+            .filter(|&&c| c != ZoneCond::NotWp || zi.nr_conv > 0)
+            .map(|&c| cond_name(c).len())
+            .max()
+            .unwrap_or(0),
+    ];
+    widen(&mut w, &cells);
+    w
+}
+
+/// The widest capacity cell: the device's zone capacity (less in a short
+/// last zone); a conventional zone's capacity is its length.
+fn capacity_width(zi: &ZoneInfo, last_len: u64) -> usize {
+    let mut caps = vec![zi.zone_capacity, zi.zone_capacity.min(last_len)];
+    if zi.nr_conv > 0 {
+        caps.extend([zi.zone_size, last_len]);
+    }
+    caps.into_iter()
+        .map(|c| exact_size(c).len())
+        .max()
+        .unwrap_or(1)
+}
+
+/// The widest [`exact_size`] of a multiple of `granularity` up to `max`:
+/// every such value is a whole number of the largest unit dividing
+/// `granularity`, so it has at most as many digits as `max` in that unit.
+fn size_width(max: u64, granularity: u64) -> usize {
+    const UNITS: [(usize, u32); 4] = [(4, 40), (4, 30), (4, 20), (4, 10)];
+    let (suffix, shift) = UNITS
+        .into_iter()
+        .find(|&(_, shift)| granularity.is_multiple_of(1 << shift))
+        .unwrap_or((2, 0));
+    ((max >> shift).to_string().len() + suffix).max(1)
+}
+
+/// The top border, the header and the line under it
+/// (comfy-table's ASCII_FULL_CONDENSED).
+fn table_head(text: &mut Vec<u8>, w: &Widths) {
+    table_rule(text, w, b'-');
+    table_line(text, w, &TABLE_HEADER.map(String::from));
+    let inner: usize = w.iter().map(|n| n + 3).sum::<usize>() - 1;
+    text.push(b'+');
+    text.resize(text.len() + inner, b'=');
+    text.extend_from_slice(b"+\n");
+}
+
+/// `+------+---...+`, or with `=`.
+fn table_rule(text: &mut Vec<u8>, w: &Widths, fill: u8) {
+    text.push(b'+');
+    for &n in w {
+        text.resize(text.len() + n + 2, fill);
+        text.push(b'+');
+    }
+    text.push(b'\n');
+}
+
+/// `| cell | cell |`, padded to the widths (a cell wider than its column
+/// is printed whole).
+fn table_line(text: &mut Vec<u8>, w: &Widths, cells: &Row) {
+    text.push(b'|');
+    for (i, (cell, &n)) in cells.iter().zip(w).enumerate() {
+        let pad = n.saturating_sub(cell.len());
+        text.push(b' ');
+        if i < RIGHT_ALIGNED {
+            text.resize(text.len() + pad, b' ');
+            text.extend_from_slice(cell.as_bytes());
+        } else {
+            text.extend_from_slice(cell.as_bytes());
+            text.resize(text.len() + pad, b' ');
+        }
+        text.extend_from_slice(b" |");
+    }
+    text.push(b'\n');
 }
 
 /// One zone's row: number, sizes exactly in binary units, the write
 /// pointer relative to the zone start and the share of the capacity below
 /// it (`-` where there is no valid write pointer).
-fn table_row(z: &Zone, zone_size: u64) -> Vec<Cell> {
+fn table_row(z: &Zone, zone_size: u64) -> Row {
     let number = z
         .start
         .checked_div(zone_size)
@@ -375,15 +545,15 @@ fn table_row(z: &Zone, zone_size: u64) -> Vec<Cell> {
         ),
         None => ("-".into(), "-".into()),
     };
-    vec![
-        Cell::new(number),
-        Cell::new(exact_size(z.start)),
-        Cell::new(exact_size(z.len)),
-        Cell::new(exact_size(z.cap)),
-        Cell::new(wp),
-        Cell::new(used),
-        Cell::new(type_name(z.ztype)),
-        Cell::new(cond_name(z.cond)),
+    [
+        number,
+        exact_size(z.start),
+        exact_size(z.len),
+        exact_size(z.cap),
+        wp,
+        used,
+        type_name(z.ztype).into(),
+        cond_name(z.cond).into(),
     ]
 }
 
@@ -598,18 +768,17 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     let Some(len) = vector_length(con, &ops[1..]) else {
         return Status::Failed;
     };
-    // An append longer than a zone's capacity cannot succeed: answer before
-    // allocating its buffer (up to 2 GiB).
-    match blk.zone_info() {
-        Some(zi) if len > zi.zone_capacity => {
-            con.say("zone append failed: Input/output error");
-            return Status::Failed;
-        }
-        None => {
-            con.say("zone append failed: Operation not supported");
-            return Status::Failed;
-        }
-        Some(_) => {}
+    // Whether the append fits is the device's to answer; only what the
+    // device would refuse before looking at any zone (not zoned, a range
+    // past its end) is asked first, so that a huge append to a small
+    // device fails before its buffer (up to 2 GiB) is allocated.
+    let Some(zi) = blk.zone_info() else {
+        con.say("zone append failed: Operation not supported");
+        return Status::Failed;
+    };
+    if let Err(e) = blk.check_request(offset, len) {
+        con.say(&format!("zone append failed: {}", strerror(&e)));
+        return Status::Failed;
     }
     let data = vec![fill; len as usize];
     if threads.is_none() && appends.is_none() && !verify {
@@ -634,6 +803,7 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
     let fanout = Fanout {
         offset,
         data: &data,
+        step: append_step(len, zi.write_granularity),
         threads,
         appends,
         show_pos: show_pos && !quiet,
@@ -647,6 +817,8 @@ fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
 struct Fanout<'a> {
     offset: u64,
     data: &'a [u8],
+    /// How far one append moves the write pointer.
+    step: u64,
     threads: u64,
     appends: u64,
     show_pos: bool,
@@ -665,21 +837,71 @@ fn stamped(seq: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs the appends from the threads at once. Prints failures, then (with
-/// -p) every position in ascending order, then a count (and with -V what
-/// was verified), so the output does not depend on timing.
+/// How far an append of `len` bytes moves the write pointer: `len` padded
+/// to the device's write granularity (its logical block size; a sector at
+/// least).
+fn append_step(len: u64, write_granularity: u64) -> u64 {
+    let g = write_granularity.max(512);
+    len.div_ceil(g) * g
+}
+
+/// What one thread of a run saw: counts, the distinct errors with how
+/// often each came, and (only with -p or -V, which print or check them)
+/// where its appends landed.
+#[derive(Default)]
+struct Tally {
+    landed: u64,
+    /// `(strerror, count)`: a handful at most.
+    errors: Vec<(String, u64)>,
+    /// `(position, append number)` of each landed append, with -p or -V.
+    positions: Vec<(u64, u64)>,
+}
+
+impl Tally {
+    fn failed(&mut self, e: String, n: u64) {
+        match self.errors.iter_mut().find(|(m, _)| *m == e) {
+            Some((_, c)) => *c += n,
+            None => self.errors.push((e, n)),
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.landed += other.landed;
+        for (e, n) in other.errors {
+            self.failed(e, n);
+        }
+        self.positions.extend(other.positions);
+    }
+}
+
+/// The line for `count` failed appends of `appends` with the same error:
+/// qemu-io's `zone append failed: <error>` for one, with the count for more.
+fn failure_line(error: &str, count: u64, appends: u64) -> String {
+    if count == 1 {
+        format!("zone append failed: {error}")
+    } else {
+        format!("zone append failed: {error} ({count} of {appends} appends)")
+    }
+}
+
+/// Runs the appends from the threads at once. Prints each distinct failure
+/// once with its count, then (with -p) every position in ascending order,
+/// then a count (and with -V what was verified), so the output does not
+/// depend on timing. Without -p and -V the memory used does not grow with
+/// the number of appends.
 fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Status {
     let next = AtomicU64::new(0);
     let wp_before = blk
         .zone_report(f.offset, 1)
         .ok()
         .and_then(|z| z.first().map(|z| z.wp));
-    let results: Mutex<Vec<(u64, Result<u64, String>)>> = Mutex::new(Vec::new());
+    let keep_positions = f.show_pos || f.verify;
+    let total: Mutex<Tally> = Mutex::new(Tally::default());
     let bar = Progress::counting("zone_append", f.appends, "appends");
     std::thread::scope(|s| {
         for _ in 0..f.threads {
             s.spawn(|| {
-                let mut mine = Vec::new();
+                let mut mine = Tally::default();
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
                     if seq >= f.appends {
@@ -690,30 +912,35 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
                     } else {
                         blk.zone_append(f.offset, f.data)
                     };
-                    mine.push((seq, r.map_err(|e| strerror(&e))));
+                    match r {
+                        Ok(pos) => {
+                            mine.landed += 1;
+                            if keep_positions {
+                                mine.positions.push((pos, seq));
+                            }
+                        }
+                        Err(e) => mine.failed(strerror(&e), 1),
+                    }
                     bar.inc(1);
                 }
-                results
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(mine);
+                total.lock().unwrap_or_else(|p| p.into_inner()).merge(mine);
             });
         }
     });
     bar.finish();
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
-    let mut errors: Vec<&String> = results.iter().filter_map(|r| r.1.as_ref().err()).collect();
-    errors.sort();
-    for e in &errors {
-        con.say(&format!("zone append failed: {e}"));
+    let mut total = total.into_inner().unwrap_or_else(|p| p.into_inner());
+    total.errors.sort();
+    let failed: u64 = total.errors.iter().map(|(_, n)| n).sum();
+    for (e, n) in &total.errors {
+        con.say(&failure_line(e, *n, f.appends));
     }
-    let mut landed: Vec<(u64, u64)> = results
-        .iter()
-        .filter_map(|(seq, r)| r.as_ref().ok().map(|&pos| (pos, *seq)))
-        .collect();
+    let landed = &mut total.positions;
     landed.sort_unstable();
     if f.show_pos {
-        for (pos, _) in &landed {
+        for (pos, _) in landed.iter() {
+            if con.out_closed() {
+                break;
+            }
             con.say(&format!(
                 "After zap done, the append sector is 0x{:x}",
                 pos >> 9
@@ -722,15 +949,12 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     }
     if !f.quiet {
         con.say(&format!(
-            "{} appends from {} threads: {} landed, {} failed",
-            f.appends,
-            f.threads,
-            landed.len(),
-            errors.len()
+            "{} appends from {} threads: {} landed, {failed} failed",
+            f.appends, f.threads, total.landed,
         ));
     }
-    let verified = !f.verify || verify_appends(blk, con, f, &landed, wp_before);
-    if errors.is_empty() && verified {
+    let verified = !f.verify || verify_appends(blk, con, f, landed, wp_before);
+    if failed == 0 && verified {
         Status::Ok
     } else {
         Status::Failed
@@ -747,7 +971,7 @@ fn verify_appends(
     wp_before: Option<u64>,
 ) -> bool {
     let len = f.data.len() as u64;
-    let step = len.div_ceil(512) * 512;
+    let step = f.step;
     let mut problems = Vec::new();
     for w in landed.windows(2) {
         if w[1].0 < w[0].0 + step {
@@ -874,5 +1098,78 @@ mod tests {
         let mut zero = Vec::new();
         push_hex(&mut zero, 0);
         assert_eq!(zero, b"0x0");
+    }
+
+    #[test]
+    fn table_lines_are_padded_and_aligned() {
+        let z = Zone {
+            start: 8 << 20,
+            len: 4 << 20,
+            cap: 3 << 20,
+            wp: (8 << 20) + 4096,
+            ztype: ZoneType::SeqWriteRequired,
+            cond: ZoneCond::ImplicitOpen,
+        };
+        let row = table_row(&z, 4 << 20);
+        let mut w = header_widths();
+        widen(&mut w, &row_widths(&row));
+        let mut text = Vec::new();
+        table_head(&mut text, &w);
+        table_line(&mut text, &w, &row);
+        table_rule(&mut text, &w, b'-');
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            "+------+-------+--------+----------+-------+-------+--------------------+---------------+\n\
+             | zone | start | length | capacity |    wp |  used | type               | condition     |\n\
+             +=======================================================================================+\n\
+             |    2 | 8 MiB |  4 MiB |    3 MiB | 4 KiB | 0.13% | seq-write-required | implicit-open |\n\
+             +------+-------+--------+----------+-------+-------+--------------------+---------------+\n"
+        );
+    }
+
+    #[test]
+    fn size_widths_bound_every_multiple() {
+        for (max, gran) in [
+            (1u64 << 40, 1u64 << 20),
+            (262144 << 10, 4096),
+            (4 << 20, 512),
+        ] {
+            let widest = (0..=max / gran)
+                .step_by(((max / gran) / 5000).max(1) as usize)
+                .map(|k| exact_size(k * gran).len())
+                .max()
+                .unwrap();
+            assert!(size_width(max, gran) >= widest, "{max} {gran}");
+        }
+        assert_eq!(size_width(4 << 20, 512), "4194304 B".len());
+        assert_eq!(size_width(65535 << 20, 1 << 20), "65535 MiB".len());
+    }
+
+    #[test]
+    fn appends_pad_to_the_write_granularity() {
+        assert_eq!(append_step(1536, 512), 1536);
+        assert_eq!(append_step(1536, 4096), 4096);
+        assert_eq!(append_step(4097, 4096), 8192);
+        assert_eq!(append_step(100, 0), 512);
+    }
+
+    #[test]
+    fn failures_are_counted_once_per_error() {
+        assert_eq!(
+            failure_line("Input/output error", 1, 10),
+            "zone append failed: Input/output error"
+        );
+        assert_eq!(
+            failure_line("Input/output error", 3, 10),
+            "zone append failed: Input/output error (3 of 10 appends)"
+        );
+        let mut t = Tally::default();
+        t.failed("b".into(), 1);
+        let mut u = Tally::default();
+        u.failed("a".into(), 2);
+        u.failed("b".into(), 1);
+        t.merge(u);
+        t.errors.sort();
+        assert_eq!(t.errors, vec![("a".into(), 2), ("b".into(), 2)]);
     }
 }
