@@ -8,10 +8,8 @@
 //!
 //! ```ignore
 //! let bar = Progress::new("write", Some(count));
-//! for piece in pieces {
-//!     do_piece(piece)?;
-//!     bar.inc(piece.len);
-//! }
+//! // One request; the block layer reports the bytes done as it goes.
+//! let r = blk.write_pattern(offset, count, byte, flags, &|n| bar.inc(n));
 //! bar.finish(); // or just drop it
 //! ```
 
@@ -25,8 +23,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// How long a command runs before its bar appears.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
 
-/// Requests at least this large are worth splitting into pieces so a bar
-/// can move (see [`pieces`]).
+/// Requests at least this large get a bar (which moves as the block layer
+/// reports the bytes done); smaller ones end too soon to need one.
 pub const PIECE: u64 = 64 << 20;
 
 /// True if progress bars may be drawn: stderr is a terminal and
@@ -171,33 +169,9 @@ impl Drop for Progress {
     }
 }
 
-/// `[offset, offset + len)` cut at multiples of `piece` (device offsets),
-/// so every inner boundary is aligned: `(offset, len)` pairs in order.
-pub fn pieces(offset: u64, len: u64, piece: u64) -> impl Iterator<Item = (u64, u64)> {
-    let end = offset + len;
-    let mut at = offset;
-    std::iter::from_fn(move || {
-        if at >= end {
-            return None;
-        }
-        let next = ((at / piece) + 1).saturating_mul(piece).min(end);
-        let p = (at, next - at);
-        at = next;
-        Some(p)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pieces_cut_at_aligned_boundaries() {
-        let v: Vec<_> = pieces(100, 300, 128).collect();
-        assert_eq!(v, vec![(100, 28), (128, 128), (256, 128), (384, 16)]);
-        assert_eq!(pieces(0, 256, 128).count(), 2);
-        assert_eq!(pieces(5, 0, 128).count(), 0);
-    }
 
     #[test]
     fn disabled_bar_is_inert() {

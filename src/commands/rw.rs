@@ -1,12 +1,15 @@
 //! The I/O family: read, readv, write, writev, discard. Options, checks,
-//! messages and reports follow qemu-io 10.0.2 line for line; data moves
-//! through the backend's bounded buffers, so large requests stream.
+//! messages and reports follow qemu-io 10.0.2 line for line. A write or
+//! writev is one request to the backend, as qemu-io sends it (the backend
+//! builds it from one bounded pattern buffer); its progress bar follows
+//! what the block layer reports done. Reads above 16 MiB stream through
+//! the backend's bounded buffer in chunks.
 
 use std::io;
 use std::time::Instant;
 
 use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
-use super::progress::{PIECE, Progress, pieces};
+use super::progress::{PIECE, Progress};
 use super::report::{IoReport, cvtstr, dump_buffer};
 use super::{Body, Command, Console, Status, usage};
 use zio_block::aligned::AlignedBuf;
@@ -365,7 +368,8 @@ fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
 
 /// What a write puts down.
 enum Fill {
-    Byte(u8),
+    /// Buffers of these lengths filled with the byte, one after the other.
+    Pattern(u8, Vec<u64>),
     Zeroes,
 }
 
@@ -386,7 +390,7 @@ fn do_write(
 ) -> Status {
     let start = Instant::now();
     let res: io::Result<()> = match fill {
-        Fill::Byte(b) => write_pattern(blk, op, offset, count, b, flags),
+        Fill::Pattern(b, lens) => write_pattern(blk, op, offset, &lens, b, flags),
         Fill::Zeroes => {
             let _bar = spinner(op, count);
             blk.write_zeroes(offset, count, flags)
@@ -411,36 +415,26 @@ fn spinner(op: &str, count: u64) -> Progress {
     bar
 }
 
-/// `blk.write_pattern`, with a progress bar at a terminal. The backend
-/// streams in chunks the command layer cannot see, so a large write to a
-/// device that is not zoned is issued here in [`PIECE`]-sized pieces cut
-/// at aligned offsets: that stops at the first error exactly as one call
-/// does, after the same up-front range check. A zoned device judges the
-/// chunks of one write as a chain (a failed chunk does not stop the
-/// rest), which pieces would not reproduce, so there it stays one call
-/// under a spinner.
+/// `blk.write_pattern_vectored`: one request of buffers of `lens` bytes,
+/// with a progress bar at a terminal for a long one, moved by what the
+/// block layer reports done. The command never cuts the request: where a
+/// device cuts it, and how the pieces' errors add up, is the device's.
 fn write_pattern(
     blk: &BlockBackend,
     op: &str,
     offset: u64,
-    count: u64,
+    lens: &[u64],
     byte: u8,
     flags: WriteFlags,
 ) -> io::Result<()> {
-    if count <= PIECE || !super::progress::enabled() {
-        return blk.write_pattern(offset, count, byte, flags);
+    let count: u64 = lens.iter().sum();
+    if count <= PIECE {
+        return blk.write_pattern_vectored(offset, lens, byte, flags, &|_| {});
     }
-    if blk.zone_info().is_some() {
-        let _bar = spinner(op, count);
-        return blk.write_pattern(offset, count, byte, flags);
-    }
-    blk.check_request(offset, count)?;
     let bar = Progress::new(op, Some(count));
-    for (at, len) in pieces(offset, count, PIECE) {
-        blk.write_pattern(at, len, byte, flags)?;
-        bar.inc(len);
-    }
-    Ok(())
+    let r = blk.write_pattern_vectored(offset, lens, byte, flags, &|n| bar.inc(n));
+    bar.finish();
+    r
 }
 
 fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -496,7 +490,7 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let fill = if zero {
         Fill::Zeroes
     } else {
-        Fill::Byte(pat.unwrap_or(0xcd))
+        Fill::Pattern(pat.unwrap_or(0xcd), vec![count])
     };
     let range = Range {
         op: "write",
@@ -529,12 +523,18 @@ fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         Ok(v) => v,
         Err(status) => return status,
     };
+    // One buffer per length operand (all checked above), as qemu-io's
+    // writev builds its iovec.
+    let lens = g.operands()[1..]
+        .iter()
+        .filter_map(|a| cvtnum(a).ok())
+        .collect();
     let range = Range {
         op: "writev",
         offset,
         count,
     };
-    do_write(blk, con, range, Fill::Byte(pat), flags, &out)
+    do_write(blk, con, range, Fill::Pattern(pat, lens), flags, &out)
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {

@@ -13,8 +13,16 @@ pub struct AlignedBuf {
 impl AlignedBuf {
     /// A zero-filled buffer of `len` bytes starting on a DIRECT_ALIGN boundary.
     pub fn new(len: usize) -> Self {
-        let storage = vec![0u8; len + DIRECT_ALIGN];
-        let start = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf::with_alignment(len, DIRECT_ALIGN)
+    }
+
+    /// A zero-filled buffer of `len` bytes starting on an `align` boundary
+    /// (a power of two, at least DIRECT_ALIGN). The slack is allocated but
+    /// never touched, so it costs address space, not memory.
+    pub fn with_alignment(len: usize, align: usize) -> Self {
+        let align = align.max(DIRECT_ALIGN).next_power_of_two();
+        let storage = vec![0u8; len + align];
+        let start = storage.as_ptr().align_offset(align);
         AlignedBuf {
             storage,
             start,
@@ -51,6 +59,9 @@ mod tests {
             assert_eq!(b.as_slice().len(), len);
             assert_eq!(b.as_slice().as_ptr() as usize % DIRECT_ALIGN, 0);
         }
+        let h = AlignedBuf::with_alignment(2 << 20, 2 << 20);
+        assert_eq!(h.as_slice().len(), 2 << 20);
+        assert_eq!(h.as_slice().as_ptr() as usize % (2 << 20), 0);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! `BlockBackend`: the one API the shell's commands use.
 //!
-//! It owns the root node of a graph, checks every request once (range,
-//! read-only) and streams large requests through a bounded, aligned buffer so
-//! `write 0 1G` never holds 1 GiB in memory.
+//! It owns the root node of a graph and checks every request once (range,
+//! read-only). A write command is ONE request to the root node, as qemu-io
+//! sends it; a pattern write is built as a vectored request over one
+//! bounded, aligned pattern buffer repeated (so `write 0 1G` never holds
+//! 1 GiB in memory), and its progress comes back from the driver doing
+//! it. Where a zoned device cuts a request and how it chains the errors is
+//! the device's business (the kernel's, or the emulation's), not the
+//! backend's. Large reads are still read in bounded chunks.
 
 use std::io;
 use std::sync::Arc;
@@ -10,15 +15,22 @@ use std::sync::Arc;
 use nix::errno::Errno;
 
 use super::aligned::AlignedBuf;
-use super::driver::ChainResult;
+use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::ZoneError;
 use super::{BlockDriver, NodeInfo, WriteFlags, errno};
 
 /// The largest single request, as QEMU's BDRV_REQUEST_MAX_BYTES.
 pub const BDRV_REQUEST_MAX_BYTES: u64 = 2_147_483_136;
 
-/// Streaming chunk: big enough for throughput, small enough to stay in cache.
+/// Read streaming chunk: big enough for throughput, small enough to stay
+/// in cache.
 const CHUNK: usize = 1 << 20;
+
+/// The pattern buffer a pattern write repeats in its iovec: 2 MiB, so the
+/// largest request (BDRV_REQUEST_MAX_BYTES) takes at most 1024 entries,
+/// Linux's IOV_MAX, and one `pwritev` carries it.
+pub const PATTERN_BUF: usize = 2 << 20;
 
 /// What commands talk to: a root node plus the checks QEMU's BlockBackend
 /// does before a request reaches any driver.
@@ -116,35 +128,53 @@ impl BlockBackend {
         self.root.write(offset, buf, flags)
     }
 
-    /// Writes `len` bytes of `byte` in bounded chunks.
+    /// Writes `len` bytes of `byte` as one request (see
+    /// [`write_pattern_vectored`](Self::write_pattern_vectored)).
     pub fn write_pattern(
         &self,
         offset: u64,
         len: u64,
         byte: u8,
         flags: WriteFlags,
+        progress: OnProgress<'_>,
     ) -> io::Result<()> {
-        self.check_write(offset, len)?;
-        let mut buf = AlignedBuf::new(CHUNK.min(len as usize));
+        self.write_pattern_vectored(offset, &[len], byte, flags, progress)
+    }
+
+    /// Writes buffers of `lens` bytes, each filled with `byte`, one after
+    /// the other from `offset`, as ONE vectored request to the root node
+    /// (qemu-io's writev), built from one [`PATTERN_BUF`]-sized aligned
+    /// buffer repeated. `progress` hears of the bytes done as the driver
+    /// does them.
+    pub fn write_pattern_vectored(
+        &self,
+        offset: u64,
+        lens: &[u64],
+        byte: u8,
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        let total = lens.iter().try_fold(0u64, |a, &n| a.checked_add(n));
+        let total = total.ok_or_else(|| errno(Errno::EINVAL))?;
+        self.check_write(offset, total)?;
+        let biggest = lens.iter().copied().max().unwrap_or(0);
+        // Aligned to its own size: where transparent huge pages are on, the
+        // kernel can then map the buffer as one page, and builds its bios
+        // from a few large segments, as from qemu-io's one big buffer.
+        let n = biggest.min(PATTERN_BUF as u64) as usize;
+        let mut buf = AlignedBuf::with_alignment(n, n);
         buf.as_mut_slice().fill(byte);
-        // A zoned device takes one write as a chain of requests and judges
-        // each on its own (a failed one does not stop the rest), so a
-        // streamed write goes on after a failed chunk there, and reports
-        // the last chunk's error if it failed, else the first one's, as
-        // the kernel does. Anything else stops at the first error.
-        let zoned = self.zone_info().is_some();
-        let mut result = ChainResult::default();
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let r = self.root.write(offset + done, &buf.as_slice()[..n], flags);
-            done += n as u64;
-            match r {
-                Err(e) if !zoned => return Err(e),
-                r => result.add(r),
+        let pattern = buf.as_slice();
+        let mut iov: Vec<&[u8]> = Vec::new();
+        for &n in lens {
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(PATTERN_BUF as u64);
+                iov.push(&pattern[..k as usize]);
+                left -= k;
             }
         }
-        result.finish()
+        self.root.writev(offset, &iov, flags, progress)
     }
 
     pub fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
@@ -173,50 +203,13 @@ impl BlockBackend {
     }
 
     /// Opens, closes, finishes or resets the zones of `[offset, offset +
-    /// len)`. Checks in the order QEMU's host_device driver does, with its
-    /// diagnostics: the range (EIO), zone alignment (EINVAL), a
-    /// conventional first zone (EIO, unless the range is the whole device),
-    /// then the device's own answer.
+    /// len)`. The backend checks the range (EIO) and read-only; the rest
+    /// (zone alignment, conventional zones, the device's answer, and the
+    /// diagnostic line of each) is the zoned driver's, see
+    /// [`zone_rules::check_mgmt`](super::zone_rules::check_mgmt).
     pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
-        self.check_write(offset, len).map_err(ZoneError::plain)?;
-        let Some(info) = self.zone_info() else {
-            return Err(ZoneError::plain(errno(Errno::ENOTSUP)));
-        };
-        let size = self.length().map_err(ZoneError::plain)?;
-        let zs = info.zone_size;
-        if !offset.is_multiple_of(zs) {
-            return Err(ZoneError::diag(
-                Errno::EINVAL,
-                format!(
-                    "sector offset {} is not aligned to zone size {}",
-                    offset / 512,
-                    zs / 512
-                ),
-            ));
-        }
-        if offset + len < size && !len.is_multiple_of(zs) {
-            return Err(ZoneError::diag(
-                Errno::EINVAL,
-                format!(
-                    "number of sectors {} is not aligned to zone size {}",
-                    len / 512,
-                    zs / 512
-                ),
-            ));
-        }
-        if len != size && offset / zs < info.nr_conv {
-            return Err(ZoneError::diag(
-                Errno::EIO,
-                "zone mgmt operations are not allowed for conventional zones".into(),
-            ));
-        }
-        self.root.zone_mgmt(op, offset, len).map_err(|e| {
-            let code = e.raw_os_error().unwrap_or(libc::EIO);
-            ZoneError {
-                diag: Some(format!("ioctl {} failed -{code}", op.ioctl_name())),
-                error: e,
-            }
-        })
+        self.check_write(offset, len)?;
+        self.root.zone_mgmt(op, offset, len)
     }
 
     /// Appends `data` at the write pointer of the zone starting at
@@ -224,26 +217,5 @@ impl BlockBackend {
     pub fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
         self.check_write(zone_start, data.len() as u64)?;
         self.root.zone_append(zone_start, data)
-    }
-}
-
-/// A failed zone management request: the error, and the diagnostic line
-/// the driver reports first (as QEMU's host_device driver does).
-#[derive(Debug)]
-pub struct ZoneError {
-    pub error: io::Error,
-    pub diag: Option<String>,
-}
-
-impl ZoneError {
-    fn plain(error: io::Error) -> Self {
-        ZoneError { error, diag: None }
-    }
-
-    fn diag(e: Errno, diag: String) -> Self {
-        ZoneError {
-            error: errno(e),
-            diag: Some(diag),
-        }
     }
 }

@@ -16,11 +16,15 @@
 //!
 //! For example `inject.0.event=write,inject.0.after=2,inject.0.once=on`
 //! fails the third write with EIO and lets every other through. An event
-//! is one request reaching the node, and every shell command is one request
-//! (a `write` of any length included, as qemu-io sends it). Asking for
-//! `zone_info` is not an event. A request this node passes on counts even
-//! when the device below refuses it (a write at the wrong place in a zone
-//! is an event, then fails in the zoned node).
+//! is one request reaching the node, and a read/write command is one
+//! request whatever its size (a `write` or `writev` is one vectored
+//! request; only a read longer than 16 MiB is read in 1 MiB requests,
+//! each one an event). Asking for `zone_info` is not an event. A request
+//! this node passes on counts even when the device below refuses it (a
+//! write at the wrong place in a zone is an event, then fails in the zoned
+//! node). A zone management command this node fails fails as the device's
+//! ioctl would, with the `ioctl BLKxxxZONE failed -ERRNO` line QEMU's
+//! host_device prints.
 //!
 //! Each rule counts the events it matches, on this node, from open, atomically
 //! (requests from several threads each get their own number); every

@@ -12,6 +12,11 @@ use nix::errno::Errno;
 
 use super::errno;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::ZoneError;
+
+/// Told how many more bytes of a request are done, as a driver gets them
+/// done (so a long request can move a progress bar while it runs).
+pub type OnProgress<'a> = &'a dyn Fn(u64);
 
 /// What a node does in the graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +73,29 @@ pub trait BlockDriver: Send + Sync {
         Err(errno(Errno::ENOTSUP))
     }
 
+    /// Writes the concatenation of `bufs` at `offset` as ONE request (a
+    /// vectored write: the same slice may appear many times), calling
+    /// `progress` with the bytes done as it goes. Drivers that pass
+    /// requests on (formats, filters) forward it whole; devices issue it
+    /// as one request (`pwritev`), so a zoned device cuts and judges it as
+    /// the kernel would. The default, for in-memory protocol drivers
+    /// without zones, stores the slices in turn.
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        let mut at = offset;
+        for b in bufs {
+            self.write(at, b, flags)?;
+            at += b.len() as u64;
+            progress(b.len() as u64);
+        }
+        Ok(())
+    }
+
     /// Writes `len` zero bytes. The default writes a zeroed buffer in chunks;
     /// drivers with a cheaper way override it.
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
@@ -96,8 +124,11 @@ pub trait BlockDriver: Send + Sync {
     }
 
     /// Open, close, finish or reset the zones of `[offset, offset + len)`.
-    fn zone_mgmt(&self, _op: ZoneOp, _offset: u64, _len: u64) -> io::Result<()> {
-        Err(errno(Errno::ENOTSUP))
+    /// A zoned device checks the range with
+    /// [`zone_rules::check_mgmt`](super::zone_rules::check_mgmt) and
+    /// fails with the diagnostic line its Linux driver in QEMU prints.
+    fn zone_mgmt(&self, _op: ZoneOp, _offset: u64, _len: u64) -> Result<(), ZoneError> {
+        Err(ZoneError::plain(errno(Errno::ENOTSUP)))
     }
 
     /// Writes `data` at the write pointer of the zone starting at
@@ -134,37 +165,4 @@ pub(crate) fn write_zeroes_by_writing<D: BlockDriver + ?Sized>(
         done += n;
     }
     Ok(())
-}
-
-/// The outcome of one write carried out as a chain of requests, reported
-/// the way Linux reports a split write: the last request's error if it
-/// failed, else the first failed request's, else success.
-#[derive(Default)]
-pub(crate) struct ChainResult {
-    first: Option<io::Error>,
-    last: Option<io::Error>,
-}
-
-impl ChainResult {
-    pub(crate) fn add(&mut self, r: io::Result<()>) {
-        match r {
-            Ok(()) => self.last = None,
-            Err(e) => {
-                if self.first.is_none() {
-                    self.first = Some(match e.raw_os_error() {
-                        Some(code) => io::Error::from_raw_os_error(code),
-                        None => io::Error::new(e.kind(), e.to_string()),
-                    });
-                }
-                self.last = Some(e);
-            }
-        }
-    }
-
-    pub(crate) fn finish(self) -> io::Result<()> {
-        match (self.last, self.first) {
-            (Some(e), _) | (None, Some(e)) => Err(e),
-            (None, None) => Ok(()),
-        }
-    }
 }

@@ -12,6 +12,18 @@
 //! one command at a time, in order, and each commit is the whole change of
 //! one command. Reads take the state lock only to learn the write pointers.
 //!
+//! Requests: a write command arrives as ONE vectored request (its buffers
+//! are never joined into one), which the engine cuts and judges as Linux
+//! does one O_DIRECT write to /dev/nullb0 (`zone_rules::split_write`,
+//! `zone_rules::ChainResult`). Zone management checks the range with
+//! `zone_rules::check_mgmt`, as the host_device driver does.
+//!
+//! What it prints: the emulated devices stand in for /dev/nullb0 behind
+//! QEMU's host_device driver, so a failed zone management command carries
+//! the same diagnostic line host_device prints for it (the misaligned
+//! range, the conventional zone, or `ioctl BLKxxxZONE failed -ERRNO` for
+//! what the device refuses): one golden output holds on both.
+//!
 //! Failure: if the store fails the data or the commit, the command's state
 //! change is rolled back (`ZoneState::rollback`) and the error returned,
 //! so a failed write never moves a write pointer. Data reaches the store
@@ -25,9 +37,11 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 
 use super::OptionMap;
-use super::driver::ChainResult;
+use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
-use super::zone_rules::{Dirty, Mark, ZoneCond, ZoneConfig, ZoneGeometry, ZoneState};
+use super::zone_rules::{
+    self, ChainResult, Dirty, Mark, ZoneCond, ZoneConfig, ZoneError, ZoneGeometry, ZoneState,
+};
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
@@ -244,7 +258,12 @@ macro_rules! forward_to_engine {
             self.$dev.report(offset, max)
         }
 
-        fn zone_mgmt(&self, op: $crate::ZoneOp, offset: u64, len: u64) -> std::io::Result<()> {
+        fn zone_mgmt(
+            &self,
+            op: $crate::ZoneOp,
+            offset: u64,
+            len: u64,
+        ) -> Result<(), $crate::ZoneError> {
             self.$dev.zone_mgmt(op, offset, len)
         }
 
@@ -378,65 +397,118 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     pub fn write(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        if buf.is_empty() {
+        self.writev(offset, &[buf], &|_| {})
+    }
+
+    /// Writes the concatenation of `bufs` at `offset` as one request (see
+    /// [`write_locked`](Self::write_locked)); `progress` hears of the bytes
+    /// stored as they are.
+    pub fn writev(&self, offset: u64, bufs: &[&[u8]], progress: OnProgress<'_>) -> io::Result<()> {
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if len == 0 {
             return Ok(());
         }
         let start = offset / SECTOR * SECTOR;
-        let end = (offset + buf.len() as u64).div_ceil(SECTOR) * SECTOR;
+        let end = (offset + len).div_ceil(SECTOR) * SECTOR;
         let _g = self.lock_zones(self.zone_span(start, end - start));
-        if start == offset && end == offset + buf.len() as u64 {
-            return self.write_locked(offset, buf);
+        if start == offset && end == offset + len {
+            return self.write_locked(offset, bufs, progress);
         }
-        // Widen to whole sectors with what the device holds around it.
-        let mut bounce = vec![0u8; (end - start) as usize];
-        self.read_locked(start, &mut bounce)?;
-        let at = (offset - start) as usize;
-        bounce[at..at + buf.len()].copy_from_slice(buf);
-        self.write_locked(start, &bounce)
+        // Widen to whole sectors with what the device holds around it: a
+        // short request in one bounce buffer; a long one keeps its own
+        // buffers for the whole sectors and bounces only its first and
+        // last sector.
+        if end - start <= 2 * SECTOR {
+            let mut bounce = vec![0u8; (end - start) as usize];
+            self.read_locked(start, &mut bounce)?;
+            let at = (offset - start) as usize;
+            gather(bufs, 0, &mut bounce[at..at + len as usize]);
+            return self.write_locked(start, &[&bounce], progress);
+        }
+        let lead = offset - start;
+        let trail = end - (offset + len);
+        let mut head = [0u8; SECTOR as usize];
+        let mut tail = [0u8; SECTOR as usize];
+        let mut iov: Vec<&[u8]> = Vec::new();
+        let from = if lead > 0 { SECTOR - lead } else { 0 };
+        let to = if trail > 0 {
+            len - (SECTOR - trail)
+        } else {
+            len
+        };
+        if lead > 0 {
+            self.read_locked(start, &mut head)?;
+            gather(bufs, 0, &mut head[lead as usize..]);
+        }
+        if trail > 0 {
+            self.read_locked(end - SECTOR, &mut tail)?;
+            gather(bufs, to, &mut tail[..(SECTOR - trail) as usize]);
+        }
+        if lead > 0 {
+            iov.push(&head);
+        }
+        let mut cursor = Cursor::new(bufs);
+        cursor.each(from, to, |piece| {
+            iov.push(piece);
+            Ok(())
+        })?;
+        if trail > 0 {
+            iov.push(&tail);
+        }
+        self.write_locked(start, &iov, progress)
     }
 
-    /// Writes sector-aligned `buf` at `offset` as Linux does one O_DIRECT
-    /// write to /dev/nullb0: the block layer splits it at zone boundaries
-    /// and into requests of at most [`MAX_REQUEST`] bytes, and the device
-    /// judges each request on its own, in order. A refused request changes
-    /// nothing, but the ones accepted before or after it stay written (a
-    /// write crossing into a zone that cannot take it still fills the first
+    /// Writes the sector-aligned concatenation of `bufs` at `offset` as
+    /// Linux does one O_DIRECT write to /dev/nullb0: the block layer splits
+    /// it at zone boundaries and into requests of at most [`MAX_REQUEST`]
+    /// bytes ([`zone_rules::split_write`]), and the device judges each
+    /// request on its own, in order. A refused request changes nothing,
+    /// but the ones accepted before or after it stay written (a write
+    /// crossing into a zone that cannot take it still fills the first
     /// zone; one passing the capacity leaves the requests below it). The
     /// error returned is the last request's if it failed, else the first
-    /// failed request's: the split-off requests are chained to the last
-    /// one, whose own status overrides what they passed on. If the store
-    /// fails, the whole write is taken back and the store's error returned.
-    fn write_locked(&self, offset: u64, buf: &[u8]) -> io::Result<()> {
-        let (size, zone_size) = (self.geo.size(), self.geo.zone_size());
-        let end = offset + buf.len() as u64;
-        if end > size {
+    /// failed request's ([`ChainResult`]). If the store fails, the whole
+    /// write is taken back and the store's error returned.
+    fn write_locked(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        let size = self.geo.size();
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
             // Past the device end: refused whole, before any split.
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        // Judge every request, then write the data of the accepted ones in
-        // as few writes as they allow (one, unless a request in the middle
-        // was refused), then commit the change once.
+        // Judge every request, then store the data of the accepted ones
+        // (runs of adjacent requests stored together), then commit the
+        // change once.
         let mut result = ChainResult::default();
         let mut accepted: Vec<(u64, u64)> = Vec::new();
         let mut st = lock(&self.state);
         let mark = st.mark();
-        let mut pos = offset;
-        while pos < end {
-            let zone_end = ((pos / zone_size + 1) * zone_size).min(size);
-            let n = (end - pos).min(MAX_REQUEST).min(zone_end - pos);
+        for (pos, n) in
+            zone_rules::split_write(offset, len, self.geo.zone_size(), size, MAX_REQUEST)
+        {
             let r = st.check_write(pos, n).map(|plan| {
                 st.apply_write(&plan);
                 match accepted.last_mut() {
-                    Some((at, len)) if *at + *len == pos => *len += n,
+                    Some((at, l)) if *at + *l == pos => *l += n,
                     _ => accepted.push((pos, n)),
                 }
             });
             result.add(r);
-            pos += n;
         }
+        let mut cursor = Cursor::new(bufs);
         let stored = accepted.iter().try_for_each(|&(at, n)| {
-            let from = (at - offset) as usize;
-            self.store.write(at, &buf[from..from + n as usize])
+            let mut pos = at;
+            cursor.each(at - offset, at - offset + n, |piece| {
+                self.store.write(pos, piece)?;
+                pos += piece.len() as u64;
+                progress(piece.len() as u64);
+                Ok(())
+            })
         });
         self.commit(&mut st, mark, stored)?;
         result.finish()
@@ -468,7 +540,19 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         Ok(lock(&self.state).report(offset, max))
     }
 
-    pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+    /// Zone management as /dev/nullb0 behind QEMU's host_device does it:
+    /// the checks of [`zone_rules::check_mgmt`] with their lines, then the
+    /// device's answer, a failure of which carries the line host_device
+    /// prints for a failed ioctl.
+    pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        let g = &self.geo;
+        zone_rules::check_mgmt(g.zone_size(), g.nr_conv() as u64, g.size(), offset, len)?;
+        self.zone_mgmt_device(op, offset, len)
+            .map_err(|e| ZoneError::ioctl_failed(op, e))
+    }
+
+    /// What the device does with a zone management command.
+    fn zone_mgmt_device(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
         let span = self.zone_span(offset, len);
         let _g = self.lock_zones(span);
         let mut st = lock(&self.state);
@@ -520,6 +604,63 @@ impl<S: ZoneStore> EmulatedZoned<S> {
 
     pub fn flush(&self) -> io::Result<()> {
         self.store.flush()
+    }
+}
+
+/// Copies the bytes of the concatenation of `bufs` from `from` into `out`.
+fn gather(bufs: &[&[u8]], from: u64, out: &mut [u8]) {
+    let mut done = 0;
+    let mut cursor = Cursor::new(bufs);
+    let _ = cursor.each(from, from + out.len() as u64, |piece| {
+        out[done..done + piece.len()].copy_from_slice(piece);
+        done += piece.len();
+        Ok(())
+    });
+}
+
+/// Walks the concatenation of a request's buffers in ascending ranges
+/// without joining them.
+struct Cursor<'a, 'b> {
+    bufs: &'b [&'a [u8]],
+    /// The buffer the last range ended in, and its offset in the request.
+    idx: usize,
+    base: u64,
+}
+
+impl<'a, 'b> Cursor<'a, 'b> {
+    fn new(bufs: &'b [&'a [u8]]) -> Self {
+        Cursor {
+            bufs,
+            idx: 0,
+            base: 0,
+        }
+    }
+
+    /// Calls `f` with the pieces of the buffers that make up `[from, to)`
+    /// of the request, in order. `from` must not be below the start of the
+    /// previous range.
+    fn each(
+        &mut self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(&'a [u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        while self.idx < self.bufs.len() && self.base + self.bufs[self.idx].len() as u64 <= from {
+            self.base += self.bufs[self.idx].len() as u64;
+            self.idx += 1;
+        }
+        let (mut i, mut base) = (self.idx, self.base);
+        while i < self.bufs.len() && base < to {
+            let b = self.bufs[i];
+            let lo = from.max(base) - base;
+            let hi = to.min(base + b.len() as u64) - base;
+            if lo < hi {
+                f(&b[lo as usize..hi as usize])?;
+            }
+            base += b.len() as u64;
+            i += 1;
+        }
+        Ok(())
     }
 }
 
@@ -693,6 +834,52 @@ mod tests {
         // Widened to [512, 1024): at the write pointer, accepted.
         dev.write(600, &[2u8; 10]).unwrap();
         assert_eq!(dev.report(0, 1).unwrap()[0].wp, 1024);
+    }
+
+    /// A vectored request is one request: cut from its start like one
+    /// buffer of the same bytes (a write from a zone start past a 3 MiB
+    /// capacity leaves 24 requests of 255 sectors), and an unaligned one is
+    /// widened to the same sectors as the joined buffer would be.
+    #[test]
+    fn vectored_writes_are_one_request() {
+        let cfg = ZoneConfig {
+            size: 16 << 20,
+            zone_size: 4 << 20,
+            zone_capacity: Some(3 << 20),
+            nr_conv: 0,
+            max_open: 0,
+            max_active: 0,
+            zone_append_max: 0,
+        };
+        let dev = EmulatedZoned::new(
+            Chunks::default(),
+            ZoneState::new(ZoneGeometry::new(&cfg).unwrap()),
+        );
+        let pattern = vec![1u8; 2 << 20];
+        let done = std::sync::atomic::AtomicU64::new(0);
+        let add = |n| {
+            done.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        };
+        let iov: [&[u8]; 2] = [&pattern, &pattern[..0x180000]];
+        assert!(dev.writev(4 << 20, &iov, &add).is_err());
+        let z = dev.report(4 << 20, 1).unwrap()[0];
+        assert_eq!((z.wp - z.start) / SECTOR, 24 * 255);
+        assert_eq!(z.cond, ZoneCond::ImplicitOpen);
+        assert_eq!(done.into_inner(), 24 * 255 * SECTOR);
+
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let one = device(1 << 20, 2);
+        let many = device(1 << 20, 2);
+        one.write(0, &[9u8; 1024]).unwrap();
+        many.write(0, &[9u8; 1024]).unwrap();
+        one.write(1100, &data).unwrap();
+        let parts: Vec<&[u8]> = data.chunks(777).collect();
+        many.writev(1100, &parts, &|_| {}).unwrap();
+        let (mut a, mut b) = (vec![0u8; 8192], vec![0u8; 8192]);
+        one.read(0, &mut a).unwrap();
+        many.read(0, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(one.report(0, 1).unwrap(), many.report(0, 1).unwrap());
     }
 
     /// A store whose data writes or commits fail on demand.

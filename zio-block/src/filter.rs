@@ -1,12 +1,18 @@
 //! What every filter driver shares: the node forwards each request to its
 //! child unchanged, after its policy has seen it; the policy may delay the
 //! request (`throttle`) or fail it (`blkdebug`), and a failed request never
-//! reaches the child. Filters report their child's zones as their own.
+//! reaches the child. Filters report their child's zones as their own. A
+//! vectored write is one request to the policy and to the child. A zone
+//! management command the policy fails reads as the device's own failure
+//! (`blkdebug` injects device errors): it carries the line a failed
+//! ioctl prints (`ZoneError::ioctl_failed`).
 
 use std::io;
 use std::sync::Arc;
 
+use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::ZoneError;
 use super::{BlockDriver, Role, WriteFlags};
 
 /// A request as a filter's policy sees it (sizes in bytes).
@@ -74,6 +80,18 @@ impl<P: FilterPolicy> BlockDriver for FilterNode<P> {
         self.child.write(offset, buf, flags)
     }
 
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        let len = bufs.iter().map(|b| b.len() as u64).sum();
+        self.policy.admit(Request::Write(len))?;
+        self.child.writev(offset, bufs, flags, progress)
+    }
+
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
         self.policy.admit(Request::Write(len))?;
         self.child.write_zeroes(offset, len, flags)
@@ -98,8 +116,14 @@ impl<P: FilterPolicy> BlockDriver for FilterNode<P> {
         self.child.zone_report(offset, max)
     }
 
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.policy.admit(Request::ZoneMgmt)?;
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        if self.child.zone_info().is_none() {
+            // Not zoned: the child's ENOTSUP, not an event for the policy.
+            return self.child.zone_mgmt(op, offset, len);
+        }
+        self.policy
+            .admit(Request::ZoneMgmt)
+            .map_err(|e| ZoneError::ioctl_failed(op, e))?;
         self.child.zone_mgmt(op, offset, len)
     }
 

@@ -6,11 +6,16 @@
 //! holds exclusively is refused (EBUSY) rather than written under it;
 //! read-only opens are shared. For a zoned device this module reads the
 //! model and limits from sysfs, opens it O_DIRECT (unaligned requests
-//! bounced at the logical block size), reports and manages zones with the Linux zone ioctls, and
-//! emulates zone append as a write at the write pointer under a per-zone
-//! lock, with the write pointer read from the device for every append.
-//! Errors keep the kernel's errno. The ioctl calls are the only `unsafe`
-//! code in zio.
+//! bounced at the logical block size), reports and manages zones with the
+//! Linux zone ioctls, and emulates zone append as a write at the write
+//! pointer under a per-zone lock, with the write pointer read from the
+//! device for every append. A write command reaches the device as one
+//! `pwritev` (when aligned to the logical block size; an unaligned one is
+//! bounced buffer by buffer), which the kernel cuts and judges. The zone rules it applies
+//! itself (management alignment and conventional zones, where an append
+//! lands) are asked of `zone_rules`; a failed management command carries
+//! the diagnostic line QEMU's host_device driver prints. Errors keep the
+//! kernel's errno. The ioctl calls are the only `unsafe` code in zio.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -19,8 +24,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::errno::Errno;
 
+use super::driver::OnProgress;
 use super::file::FileNode;
 use super::zone::{Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
+use super::zone_rules::{self, ZoneError};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno};
 
 /// `struct blk_zone_report` (linux/blkzoned.h): the header before the zones.
@@ -265,6 +272,16 @@ impl BlockDriver for HostDevice {
         self.io.write(offset, buf, flags)
     }
 
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        self.io.writev(offset, bufs, flags, progress)
+    }
+
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
         if self.queue.is_some() {
             // Zeroes on a zoned device are data written at the write pointer.
@@ -297,8 +314,13 @@ impl BlockDriver for HostDevice {
         self.report_zones(offset, max)
     }
 
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
-        self.zoned()?;
+    /// As QEMU's host_device (`raw_co_zone_mgmt`): the range checks of
+    /// [`zone_rules::check_mgmt`] with their lines, then the ioctl, whose
+    /// failure prints `ioctl BLKxxxZONE failed -ERRNO`.
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        let info = self.zoned()?.info;
+        let size = self.io.length()?;
+        zone_rules::check_mgmt(info.zone_size, info.nr_conv, size, offset, len)?;
         let range = BlkZoneRange {
             sector: offset >> 9,
             nr_sectors: len >> 9,
@@ -313,14 +335,16 @@ impl BlockDriver for HostDevice {
                 ZoneOp::Reset => blk_reset_zone(fd, &range),
             }
         };
-        r.map(|_| ()).map_err(errno)
+        r.map(|_| ())
+            .map_err(|e| ZoneError::ioctl_failed(op, errno(e)))
     }
 
     /// Zone append for user space: a write at the write pointer, read from
     /// the device under the zone's lock for every append, so a failure
-    /// never leaves a stale position behind and data never passes the
-    /// zone's capacity (an append to a full zone fails with EIO, as the
-    /// kernel's zone append would).
+    /// never leaves a stale position behind. Where it lands (and whether it
+    /// may: not past the capacity, not to a full zone, EIO as the kernel's
+    /// zone append would) is [`zone_rules::append_position`]'s answer for
+    /// the zone as the device reports it.
     fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
         let z = self.zoned()?;
         let zs = z.info.zone_size;
@@ -336,20 +360,9 @@ impl BlockDriver for HostDevice {
             .ok_or_else(|| errno(Errno::EIO))?;
         let lbs = z.info.write_granularity.max(512);
         let padded = (data.len() as u64).div_ceil(lbs) * lbs;
-        if zone.ztype == ZoneType::Conventional
-            || !matches!(
-                zone.cond,
-                ZoneCond::Empty
-                    | ZoneCond::ImplicitOpen
-                    | ZoneCond::ExplicitOpen
-                    | ZoneCond::Closed
-            )
-            || zone.wp + padded > zone.start + zone.cap
-        {
-            return Err(errno(Errno::EIO));
-        }
-        self.io.write(zone.wp, data, WriteFlags::default())?;
-        Ok(zone.wp)
+        let pos = zone_rules::append_position(&zone, zone_start, padded)?;
+        self.io.write(pos, data, WriteFlags::default())?;
+        Ok(pos)
     }
 }
 

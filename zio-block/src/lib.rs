@@ -41,12 +41,13 @@ pub mod units;
 pub mod zone_rules;
 
 pub use aligned::AlignedBuf;
-pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, ZoneError};
-pub use driver::{BlockDriver, NodeInfo, Role, WriteFlags};
+pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, PATTERN_BUF};
+pub use driver::{BlockDriver, NodeInfo, OnProgress, Role, WriteFlags};
 pub use drivers::{Verdict, check_image, creatable_formats, create_image};
 pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub(crate) use options::OptionMap;
 pub use zone::{Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
+pub use zone_rules::ZoneError;
 
 /// Driver internals for the fuzzer (zio-fuzz), which feeds them bytes no
 /// public path can: not part of the API.

@@ -334,6 +334,16 @@ impl BlockDriver for ZonedNullNode {
         self.dev.write(offset, buf)
     }
 
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        _flags: WriteFlags,
+        progress: crate::OnProgress<'_>,
+    ) -> io::Result<()> {
+        self.dev.writev(offset, bufs, progress)
+    }
+
     fn info(&self) -> NodeInfo {
         null_info()
     }

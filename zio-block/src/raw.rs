@@ -1,14 +1,17 @@
 //! `raw`: the passthrough format driver, optionally a window
 //! (`offset=`, `size=`) onto its child. Offsets are translated; everything
-//! else is forwarded, zone operations included. Over a zoned child the
-//! window must start on a zone boundary (and end on one, or at the end).
+//! else is forwarded, zone operations included (a write as one vectored
+//! request). Over a zoned child the window must start on a zone boundary
+//! (and end on one, or at the end).
 
 use std::io;
 use std::sync::Arc;
 
 use super::create::create_image;
+use super::driver::OnProgress;
 use super::open::open_child;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::{self, ZoneError};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, strerror};
 
 pub struct RawNode {
@@ -105,6 +108,17 @@ impl BlockDriver for RawNode {
         self.child.write(self.offset + offset, buf, flags)
     }
 
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        self.child
+            .writev(self.offset + offset, bufs, flags, progress)
+    }
+
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
         self.child.write_zeroes(self.offset + offset, len, flags)
     }
@@ -147,7 +161,13 @@ impl BlockDriver for RawNode {
         Ok(zones)
     }
 
-    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> io::Result<()> {
+    /// The window is a zoned device of its own to the shell: the range is
+    /// judged by [`zone_rules::check_mgmt`] on the window's geometry (its
+    /// diagnostic lines name window sectors), then forwarded.
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        if let Some(zi) = self.zone_info() {
+            zone_rules::check_mgmt(zi.zone_size, zi.nr_conv, self.length()?, offset, len)?;
+        }
         self.child.zone_mgmt(op, self.offset + offset, len)
     }
 

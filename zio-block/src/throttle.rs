@@ -2,7 +2,9 @@
 //! like QEMU's throttle groups: `bps-total=` bytes and `iops-total=`
 //! requests per second over reads and writes together. A bucket lets a
 //! request through while its level is at most a tenth of a second's worth
-//! (the burst QEMU allows), then drains at the configured rate.
+//! (the burst QEMU allows), then drains at the configured rate. A request
+//! larger than the burst pays for its bytes before it passes (see
+//! `Throttle::wait_for`); it still reaches the child as one request.
 
 use std::io;
 use std::sync::{Arc, Mutex};
@@ -75,8 +77,33 @@ impl Throttle {
         }
     }
 
-    /// Blocks until the buckets admit a request of `bytes`, then charges it.
+    /// Blocks until the buckets admit a request of `bytes`, then charges
+    /// it. A request larger than the burst is charged in burst-sized
+    /// installments, each waiting for the bucket, so one long request (a
+    /// `write` command is one) takes about as long as its bytes at the rate
+    /// before it passes, where QEMU would let it through at once and make
+    /// the next one wait. It counts as one request against `iops-total`.
     fn wait_for(&self, bytes: u64) {
+        let burst = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.bps.as_ref().map(|b| (b.rate / 10.0).max(1.0) as u64)
+        };
+        let mut left = bytes;
+        let mut first = true;
+        loop {
+            let k = burst.map_or(left, |b| left.min(b));
+            self.charge(k, first);
+            first = false;
+            left -= k;
+            if left == 0 {
+                break;
+            }
+        }
+    }
+
+    /// Blocks until the buckets admit `bytes` (and `io`, one request),
+    /// then charges them.
+    fn charge(&self, bytes: u64, io: bool) {
         loop {
             let wait = {
                 let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -93,7 +120,9 @@ impl Throttle {
                     if let Some(b) = &mut s.bps {
                         b.level += bytes as f64;
                     }
-                    if let Some(b) = &mut s.iops {
+                    if let Some(b) = &mut s.iops
+                        && io
+                    {
                         b.level += 1.0;
                     }
                     return;

@@ -1,5 +1,11 @@
 //! Zone rules: a pure, I/O-free model of a host-managed zoned device's zone
-//! state, shared by the emulated zoned drivers.
+//! state, shared by the emulated zoned drivers, and the one place every
+//! other layer asks a zone rule of instead of repeating it: the checks of
+//! a zone management command with the lines QEMU's host_device prints
+//! ([`check_mgmt`], [`ZoneError`]), where a zone append lands on a zone as
+//! a device reports it ([`append_position`]), and how Linux cuts one write
+//! into requests and chains their errors ([`split_write`],
+//! [`ChainResult`]).
 //!
 //! The model owns the geometry (zone size, capacity, conventional zones,
 //! open/active limits), every zone's write pointer and condition, the
@@ -460,6 +466,180 @@ fn eio() -> io::Error {
     errno(Errno::EIO)
 }
 
+/// A failed zone management command: its error, and the diagnostic line
+/// the driver printed on the way (QEMU's host_device driver reports the
+/// reason with `error_report` before it fails: a misaligned range, a
+/// conventional zone, a failed ioctl). The shell prints the line, then
+/// `zone <op> failed: <strerror>`.
+#[derive(Debug)]
+pub struct ZoneError {
+    pub error: io::Error,
+    pub diag: Option<String>,
+}
+
+impl ZoneError {
+    /// An error the driver fails without a diagnostic line.
+    pub fn plain(error: io::Error) -> Self {
+        ZoneError { error, diag: None }
+    }
+
+    /// An errno with the driver's diagnostic line.
+    pub fn diag(e: Errno, line: String) -> Self {
+        ZoneError {
+            error: errno(e),
+            diag: Some(line),
+        }
+    }
+
+    /// The device refused the management command: QEMU's host_device
+    /// prints `ioctl BLKxxxZONE failed -ERRNO` when its ioctl fails.
+    pub fn ioctl_failed(op: ZoneOp, error: io::Error) -> Self {
+        let code = error.raw_os_error().unwrap_or(libc::EIO);
+        ZoneError {
+            diag: Some(format!("ioctl {} failed -{code}", op.ioctl_name())),
+            error,
+        }
+    }
+}
+
+impl From<io::Error> for ZoneError {
+    fn from(error: io::Error) -> Self {
+        ZoneError::plain(error)
+    }
+}
+
+/// The checks QEMU's host_device driver makes on a zone management
+/// command before its ioctl (block/file-posix.c `raw_co_zone_mgmt`), with
+/// its diagnostic lines, on a zoned device of `size` bytes whose first
+/// `nr_conv` zones of `zone_size` bytes are conventional: the offset must
+/// be a zone start and the length a multiple of the zone size unless the
+/// range ends at the device end (EINVAL), and the first zone must not be
+/// conventional unless the range is the whole device (EIO). The range
+/// itself is checked before (the backend's EIO). Every zoned driver asks
+/// this, so emulated and real devices fail alike, with the same lines.
+pub fn check_mgmt(
+    zone_size: u64,
+    nr_conv: u64,
+    size: u64,
+    offset: u64,
+    len: u64,
+) -> Result<(), ZoneError> {
+    let zs = zone_size.max(1);
+    if !offset.is_multiple_of(zs) {
+        return Err(ZoneError::diag(
+            Errno::EINVAL,
+            format!(
+                "sector offset {} is not aligned to zone size {}",
+                offset / SECTOR,
+                zs / SECTOR
+            ),
+        ));
+    }
+    if offset.saturating_add(len) < size && !len.is_multiple_of(zs) {
+        return Err(ZoneError::diag(
+            Errno::EINVAL,
+            format!(
+                "number of sectors {} is not aligned to zone size {}",
+                len / SECTOR,
+                zs / SECTOR
+            ),
+        ));
+    }
+    if len != size && offset / zs < nr_conv {
+        return Err(ZoneError::diag(
+            Errno::EIO,
+            "zone mgmt operations are not allowed for conventional zones".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a zone append of `len` bytes to the zone starting at `zone_start`
+/// lands, judged on `zone` as a zone report gives it: at its write
+/// pointer. EIO if `zone` does not start at `zone_start`, is
+/// conventional, full, read-only or offline, or if the data would pass
+/// its capacity (an append never spills into the next zone). The open and
+/// active limits are the device's to apply (see
+/// [`ZoneState::check_append`], which asks this first).
+pub fn append_position(zone: &Zone, zone_start: u64, len: u64) -> io::Result<u64> {
+    if zone.start != zone_start
+        || zone.is_conventional()
+        || !matches!(
+            zone.cond,
+            ZoneCond::Empty | ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen | ZoneCond::Closed
+        )
+        || zone.wp.saturating_add(len) > zone.start + zone.cap
+    {
+        return Err(eio());
+    }
+    Ok(zone.wp)
+}
+
+/// How Linux cuts ONE write to a zoned device into the requests the
+/// device judges: at every zone boundary, and into pieces of at most
+/// `max_request` bytes counted from the write's start (and from each zone
+/// boundary). `(offset, len)` of each request, in order; the write must
+/// lie inside the device of `size` bytes.
+pub fn split_write(
+    offset: u64,
+    len: u64,
+    zone_size: u64,
+    size: u64,
+    max_request: u64,
+) -> impl Iterator<Item = (u64, u64)> {
+    let end = offset + len;
+    let zs = zone_size.max(1);
+    let max = max_request.max(1);
+    let mut pos = offset;
+    std::iter::from_fn(move || {
+        if pos >= end {
+            return None;
+        }
+        let zone_end = ((pos / zs + 1) * zs).min(size).max(pos + 1);
+        let n = (end - pos).min(max).min(zone_end - pos);
+        let at = pos;
+        pos += n;
+        Some((at, n))
+    })
+}
+
+/// The outcome of one write carried out as a chain of requests (see
+/// [`split_write`]), reported the way Linux reports a split write: the
+/// split-off requests are chained to the last one, so the error is the
+/// last request's if it failed, else the first failed request's, else
+/// success.
+#[derive(Default)]
+pub struct ChainResult {
+    first: Option<io::Error>,
+    last: Option<io::Error>,
+}
+
+impl ChainResult {
+    /// Records the next request's outcome.
+    pub fn add(&mut self, r: io::Result<()>) {
+        match r {
+            Ok(()) => self.last = None,
+            Err(e) => {
+                if self.first.is_none() {
+                    self.first = Some(match e.raw_os_error() {
+                        Some(code) => io::Error::from_raw_os_error(code),
+                        None => io::Error::new(e.kind(), e.to_string()),
+                    });
+                }
+                self.last = Some(e);
+            }
+        }
+    }
+
+    /// The write's outcome.
+    pub fn finish(self) -> io::Result<()> {
+        match (self.last, self.first) {
+            (Some(e), _) | (None, Some(e)) => Err(e),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
 impl ZoneState {
     /// A device with every sequential zone empty.
     pub fn new(geo: ZoneGeometry) -> ZoneState {
@@ -776,9 +956,7 @@ impl ZoneState {
         }
         let i = self.geo.zone_index(zone_start);
         let z = &self.zones[i];
-        if z.is_conventional() {
-            return Err(eio());
-        }
+        append_position(z, zone_start, len)?;
         let mut tx = Txn::new(self);
         tx.write(i, z.wp, len)?;
         Ok(AppendPlan {
@@ -1091,6 +1269,78 @@ impl<'a> Txn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mgmt_checks_name_what_host_device_prints() {
+        const M: u64 = 1 << 20;
+        let line = |r: Result<(), ZoneError>| {
+            let e = r.unwrap_err();
+            (e.error.raw_os_error(), e.diag)
+        };
+        assert!(check_mgmt(4 * M, 1, 64 * M, 4 * M, 8 * M).is_ok());
+        assert!(check_mgmt(4 * M, 1, 64 * M, 0, 64 * M).is_ok());
+        assert!(check_mgmt(4 * M, 1, 64 * M, 60 * M, 4 * M + 512).is_ok());
+        assert_eq!(
+            line(check_mgmt(4 * M, 1, 64 * M, 2 * M, 4 * M)),
+            (
+                Some(libc::EINVAL),
+                Some("sector offset 4096 is not aligned to zone size 8192".into())
+            )
+        );
+        assert_eq!(
+            line(check_mgmt(4 * M, 1, 64 * M, 4 * M, 2 * M)),
+            (
+                Some(libc::EINVAL),
+                Some("number of sectors 4096 is not aligned to zone size 8192".into())
+            )
+        );
+        assert_eq!(
+            line(check_mgmt(4 * M, 1, 64 * M, 0, 4 * M)).0,
+            Some(libc::EIO)
+        );
+        let e = ZoneError::ioctl_failed(ZoneOp::Open, errno(Errno::ETOOMANYREFS));
+        assert_eq!(e.diag.as_deref(), Some("ioctl BLKOPENZONE failed -109"));
+    }
+
+    #[test]
+    fn append_positions_and_write_splits() {
+        let z = Zone {
+            start: 4096,
+            len: 4096,
+            cap: 2048,
+            wp: 5120,
+            ztype: ZoneType::SeqWriteRequired,
+            cond: ZoneCond::ImplicitOpen,
+        };
+        assert_eq!(append_position(&z, 4096, 1024).unwrap(), 5120);
+        assert!(append_position(&z, 4096, 1536).is_err());
+        assert!(append_position(&z, 0, 512).is_err());
+        let full = Zone {
+            cond: ZoneCond::Full,
+            ..z
+        };
+        assert!(append_position(&full, 4096, 0).is_err());
+        let v: Vec<_> = split_write(100, 1000, 512, 2048, 300).collect();
+        assert_eq!(
+            v,
+            [(100, 300), (400, 112), (512, 300), (812, 212), (1024, 76)]
+        );
+        assert_eq!(split_write(0, 0, 512, 2048, 300).count(), 0);
+        let mut c = ChainResult::default();
+        c.add(Err(errno(Errno::ETOOMANYREFS)));
+        c.add(Ok(()));
+        assert_eq!(
+            c.finish().unwrap_err().raw_os_error(),
+            Some(libc::ETOOMANYREFS)
+        );
+        let mut c = ChainResult::default();
+        c.add(Err(errno(Errno::ETOOMANYREFS)));
+        c.add(Err(errno(Errno::EOVERFLOW)));
+        assert_eq!(
+            c.finish().unwrap_err().raw_os_error(),
+            Some(libc::EOVERFLOW)
+        );
+    }
 
     const ZS: u64 = 64 * 1024;
     const BS: u64 = 4096;

@@ -1037,6 +1037,20 @@ impl BlockDriver for ZonedNode {
         Ok(())
     }
 
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: crate::OnProgress<'_>,
+    ) -> io::Result<()> {
+        self.dev.writev(offset, bufs, progress)?;
+        if flags.fua {
+            self.dev.flush()?;
+        }
+        Ok(())
+    }
+
     fn flush(&self) -> io::Result<()> {
         self.dev.flush()
     }
