@@ -68,10 +68,6 @@ impl BlockBackend {
         self.read_only
     }
 
-    pub fn root(&self) -> &Arc<dyn BlockDriver> {
-        &self.root
-    }
-
     pub fn length(&self) -> io::Result<u64> {
         self.root.length()
     }

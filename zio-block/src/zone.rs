@@ -1,8 +1,145 @@
-//! The zone API that travels through the node graph: the device model, its
-//! limits, zone descriptors and operations. Everything is in bytes; the
-//! shell prints 512-byte sectors as qemu-io does.
+//! The zone API that travels through the node graph: the value types the
+//! block layer's public face owns (the device model and its limits, zone
+//! descriptors, types and conditions, operations, and a failed operation's
+//! error). The rules that act on them are `zone_rules`. Everything is in
+//! bytes; the shell prints 512-byte sectors as qemu-io does.
 
-pub use super::zone_rules::{Zone, ZoneCond, ZoneOp, ZoneType};
+use std::io;
+
+use nix::errno::Errno;
+
+use super::errno;
+
+/// Zone type, numbered as Linux `BLK_ZONE_TYPE_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneType {
+    Conventional = 1,
+    SeqWriteRequired = 2,
+    /// Reported by some real devices; the emulated ones never make it.
+    SeqWritePreferred = 3,
+}
+
+impl ZoneType {
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_u8(v: u8) -> Option<ZoneType> {
+        match v {
+            1 => Some(ZoneType::Conventional),
+            2 => Some(ZoneType::SeqWriteRequired),
+            3 => Some(ZoneType::SeqWritePreferred),
+            _ => None,
+        }
+    }
+}
+
+/// Zone condition, numbered as Linux `BLK_ZONE_COND_*`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneCond {
+    NotWp = 0,
+    Empty = 1,
+    ImplicitOpen = 2,
+    ExplicitOpen = 3,
+    Closed = 4,
+    ReadOnly = 13,
+    Full = 14,
+    Offline = 15,
+}
+
+impl ZoneCond {
+    pub fn as_u8(self) -> u8 {
+        self as u8
+    }
+
+    /// The condition with this number, or `None` for an unknown one.
+    pub fn from_u8(v: u8) -> Option<ZoneCond> {
+        Some(match v {
+            0 => ZoneCond::NotWp,
+            1 => ZoneCond::Empty,
+            2 => ZoneCond::ImplicitOpen,
+            3 => ZoneCond::ExplicitOpen,
+            4 => ZoneCond::Closed,
+            13 => ZoneCond::ReadOnly,
+            14 => ZoneCond::Full,
+            15 => ZoneCond::Offline,
+            _ => return None,
+        })
+    }
+
+    /// Implicitly or explicitly open.
+    pub fn is_open(self) -> bool {
+        matches!(self, ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen)
+    }
+
+    /// Open or closed: holds an active resource.
+    pub fn is_active(self) -> bool {
+        self.is_open() || self == ZoneCond::Closed
+    }
+}
+
+/// A zone descriptor as a zone report returns it (bytes). Conventional zones
+/// report `wp = start + len`, `cap = len`, condition `NotWp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Zone {
+    pub start: u64,
+    pub len: u64,
+    pub cap: u64,
+    pub wp: u64,
+    pub ztype: ZoneType,
+    pub cond: ZoneCond,
+}
+
+/// Zone management operations over a range of zones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ZoneOp {
+    Open,
+    Close,
+    Finish,
+    Reset,
+}
+
+/// A failed zone management command: its error, and the diagnostic line
+/// the driver printed on the way (QEMU's host_device driver reports the
+/// reason with `error_report` before it fails: a misaligned range, a
+/// conventional zone, a failed ioctl). The shell prints the line, then
+/// `zone <op> failed: <strerror>`.
+#[derive(Debug)]
+pub struct ZoneError {
+    pub error: io::Error,
+    pub diag: Option<String>,
+}
+
+impl ZoneError {
+    /// An error the driver fails without a diagnostic line.
+    pub fn plain(error: io::Error) -> Self {
+        ZoneError { error, diag: None }
+    }
+
+    /// An errno with the driver's diagnostic line.
+    pub fn diag(e: Errno, line: String) -> Self {
+        ZoneError {
+            error: errno(e),
+            diag: Some(line),
+        }
+    }
+
+    /// The device refused the management command: QEMU's host_device
+    /// prints `ioctl BLKxxxZONE failed -ERRNO` when its ioctl fails.
+    pub fn ioctl_failed(op: ZoneOp, error: io::Error) -> Self {
+        let code = error.raw_os_error().unwrap_or(libc::EIO);
+        ZoneError {
+            diag: Some(format!("ioctl {} failed -{code}", op.ioctl_name())),
+            error,
+        }
+    }
+}
+
+impl From<io::Error> for ZoneError {
+    fn from(error: io::Error) -> Self {
+        ZoneError::plain(error)
+    }
+}
 
 /// Linux's zoned model of a block device.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
