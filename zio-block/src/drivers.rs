@@ -20,8 +20,18 @@ pub(crate) type ProbeFn = fn(&[u8]) -> bool;
 /// Builds an empty image at a path from its size and creation options;
 /// returns what qemu-img prints after `fmt=NAME` (` size=... key=value`).
 pub(crate) type CreateFn = fn(&str, u64, &mut OptionMap) -> Result<String, String>;
-/// Checks (or repairs) an image at a path, reporting through `say`.
-pub(crate) type CheckFn = fn(&str, bool, &mut dyn FnMut(&str)) -> Verdict;
+/// Checks (or repairs) an image, reporting through `say`.
+pub(crate) type CheckFn = fn(Probed<'_>, bool, &mut dyn FnMut(&str)) -> Verdict;
+
+/// An image opened for `zio check` (writable for a repair), with what the
+/// probe read.
+pub(crate) struct Probed<'a> {
+    pub node: Arc<dyn BlockDriver>,
+    pub path: &'a str,
+    pub len: u64,
+    /// Its first bytes, up to 4 KiB (fewer if the image is shorter).
+    pub first: &'a [u8],
+}
 
 /// One row of the table.
 pub(crate) struct DriverEntry {
@@ -127,7 +137,7 @@ impl Verdict {
 /// format's check hook; findings go through `say`, one line each.
 pub fn check_image(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
     let flags = OpenFlags {
-        read_only: true,
+        read_only: !repair,
         ..OpenFlags::default()
     };
     let mut opts = OptionMap::default();
@@ -140,21 +150,28 @@ pub fn check_image(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdi
         }
     };
     let mut first = [0u8; 4096];
-    let got = match node.length() {
-        Ok(len) => (len as usize).min(first.len()),
+    let len = match node.length() {
+        Ok(len) => len,
         Err(e) => {
             say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
             return Verdict::NotChecked;
         }
     };
+    let got = (len as usize).min(first.len());
     if let Err(e) = node.read(0, &mut first[..got]) {
         say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
         return Verdict::NotChecked;
     }
-    // The probe's handle goes before the check takes its own (and its lock).
-    drop(node);
     match probe(&first[..got]).and_then(|d| d.check) {
-        Some(check) => check(path, repair, say),
+        Some(check) => {
+            let img = Probed {
+                node,
+                path,
+                len,
+                first: &first[..got],
+            };
+            check(img, repair, say)
+        }
         None => {
             say(&format!(
                 "zio: '{path}' is not a zoned image (no ZIOZONED magic): zio check checks zoned images only"

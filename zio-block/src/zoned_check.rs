@@ -26,15 +26,13 @@
 use std::io;
 use std::sync::Arc;
 
-use super::drivers::Verdict;
-use super::open::open_protocol;
+use super::drivers::{Probed, Verdict};
 use super::zone::{Zone, ZoneCond};
 use super::zone_rules::{SavedZones, ZoneState};
 use super::zoned::{
-    HEADER_SIZE, Header, MAGIC, RECORD, check_record, decode_record, encode_record, replay,
-    scan_log,
+    HEADER_SIZE, Header, RECORD, check_record, decode_record, encode_record, replay, scan_log,
 };
-use super::{BlockDriver, OpenFlags, OptionMap, WriteFlags, strerror};
+use super::{BlockDriver, WriteFlags, strerror};
 
 /// One problem and the repair that fixes it.
 struct Problem {
@@ -42,41 +40,18 @@ struct Problem {
     fix: String,
 }
 
-/// Checks (and with `repair`, repairs) the zoned image at `path`. Prints
-/// its findings through `say`.
-pub(crate) fn check(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
-    let flags = OpenFlags {
-        read_only: !repair,
-        ..OpenFlags::default()
-    };
-    let mut opts = OptionMap::default();
-    opts.set("filename", path.to_string());
-    let node = match open_protocol(&mut opts, &flags) {
-        Ok(n) => n,
-        Err(e) => {
-            say(&format!("zio: {e}"));
-            return Verdict::NotChecked;
-        }
-    };
-    let len = match node.length() {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
-            return Verdict::NotChecked;
-        }
-    };
+/// Checks (and with `repair`, repairs) the zoned image `img` (opened
+/// writable for a repair). Prints its findings through `say`.
+pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) -> Verdict {
+    let Probed {
+        node,
+        path,
+        len,
+        first,
+    } = img;
     let mut hb = vec![0u8; HEADER_SIZE as usize];
-    let got = (len as usize).min(hb.len());
-    if let Err(e) = node.read(0, &mut hb[..got]) {
-        say(&format!("zio: Could not read '{path}': {}", strerror(&e)));
-        return Verdict::NotChecked;
-    }
-    if got < MAGIC.len() || &hb[..MAGIC.len()] != MAGIC {
-        say(&format!(
-            "zio: '{path}' is not a zoned image (no ZIOZONED magic): zio check checks zoned images only"
-        ));
-        return Verdict::NotChecked;
-    }
+    let got = first.len().min(hb.len());
+    hb[..got].copy_from_slice(&first[..got]);
     if len < HEADER_SIZE {
         say(&format!(
             "ERROR header: the file is {len} bytes, shorter than a zoned image header"
