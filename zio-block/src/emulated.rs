@@ -188,7 +188,7 @@ impl ZoneFaults {
         let mut restored = Vec::new();
         let errno_text = |e: io::Error| super::strerror(&e);
         for &i in &self.restore {
-            let z = *st.zone(i);
+            let z = st.zone(i);
             if matches!(z.cond, ZoneCond::ReadOnly | ZoneCond::Offline) {
                 st.set_condition(i, ZoneCond::Empty).map_err(errno_text)?;
                 restored.push((z.start, z.len));

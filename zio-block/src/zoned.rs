@@ -52,7 +52,7 @@ use super::emulated::{
 };
 use super::open::open_child;
 use super::zone::ZoneCond;
-use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneState};
+use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneLoad, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 pub const MAGIC: &[u8; 8] = b"ZIOZONED";
@@ -293,7 +293,7 @@ pub(crate) fn check_record(
 #[cfg(test)]
 fn encode_table(saved: &SavedZones) -> Vec<u8> {
     let mut t = Vec::new();
-    encode_table_batches(saved, |_, b| {
+    encode_table_batches(saved.cursor, saved.zones.iter().copied(), |_, b| {
         t.extend_from_slice(b);
         Ok(())
     })
@@ -301,17 +301,19 @@ fn encode_table(saved: &SavedZones) -> Vec<u8> {
     t
 }
 
-/// The table records of a whole state (cursor first), handed to `write` as
-/// `(byte offset in the table, records)` of at most [`TABLE_BATCH`] bytes.
+/// The table records of a whole state (the cursor first, then every
+/// zone's `(wp, cond)` in zone order), handed to `write` as `(byte offset
+/// in the table, records)` of at most [`TABLE_BATCH`] bytes.
 fn encode_table_batches(
-    saved: &SavedZones,
+    cursor: usize,
+    zones: impl Iterator<Item = (u64, ZoneCond)>,
     mut write: impl FnMut(u64, &[u8]) -> io::Result<()>,
 ) -> io::Result<()> {
     let per_batch = TABLE_BATCH / RECORD as usize;
     let mut b = Vec::with_capacity(TABLE_BATCH);
-    b.extend_from_slice(&encode_record(0, saved.cursor as u64, 0));
+    b.extend_from_slice(&encode_record(0, cursor as u64, 0));
     let mut at = 0;
-    for (i, &(wp, cond)) in saved.zones.iter().enumerate() {
+    for (i, (wp, cond)) in zones.enumerate() {
         if b.len() / RECORD as usize == per_batch {
             write(at, &b)?;
             at += b.len() as u64;
@@ -325,20 +327,52 @@ fn encode_table_batches(
 /// Reads and checks the table; errors name the zone.
 #[cfg(test)]
 fn decode_table(table: &[u8], geo: &ZoneGeometry) -> Result<SavedZones, String> {
-    decode_table_from(geo, |at, buf| {
+    let mut saved = SavedZones {
+        zones: vec![(0, ZoneCond::NotWp); geo.nr_zones()],
+        cursor: 0,
+    };
+    decode_table_from(geo, &mut saved, |at, buf| {
         let at = at as usize;
         buf.copy_from_slice(&table[at..at + buf.len()]);
         Ok(())
-    })
+    })?;
+    Ok(saved)
+}
+
+/// Where decoded table and log records go: a [`SavedZones`] (`zio check`,
+/// sized for the geometry) or a [`ZoneLoad`] (opening an image, which
+/// keeps no copy of the table).
+pub(crate) trait Records {
+    /// Record `index` (0: the cursor, 1 + i: zone i) is `(value, cond)`.
+    fn put(&mut self, index: u64, value: u64, cond: ZoneCond);
+}
+
+impl Records for SavedZones {
+    fn put(&mut self, index: u64, value: u64, cond: ZoneCond) {
+        match index {
+            0 => self.cursor = value as usize,
+            i => self.zones[i as usize - 1] = (value, cond),
+        }
+    }
+}
+
+impl Records for ZoneLoad {
+    fn put(&mut self, index: u64, value: u64, cond: ZoneCond) {
+        match index {
+            0 => self.set_cursor(value as usize),
+            i => self.set(i as usize - 1, value, cond),
+        }
+    }
 }
 
 /// Reads the table with `read(byte offset in the table, buffer)`, in
-/// batches of at most [`TABLE_BATCH`] bytes, and checks it; errors name
-/// the zone.
+/// batches of at most [`TABLE_BATCH`] bytes, checks it (errors name the
+/// zone) and hands every record to `out`.
 fn decode_table_from(
     geo: &ZoneGeometry,
+    out: &mut impl Records,
     mut read: impl FnMut(u64, &mut [u8]) -> Result<(), String>,
-) -> Result<SavedZones, String> {
+) -> Result<(), String> {
     let nr_zones = geo.nr_zones();
     let get = |i: usize, r: &[u8]| {
         let (v, c) = decode_record(i as u64, r).map_err(|e| match i {
@@ -349,22 +383,19 @@ fn decode_table_from(
     };
     let per_batch = TABLE_BATCH / RECORD as usize;
     let mut buf = vec![0u8; per_batch.min(nr_zones + 1) * RECORD as usize];
-    let mut cursor = 0;
-    let mut zones = Vec::with_capacity(nr_zones);
     let mut first = 0;
     while first < nr_zones + 1 {
         let n = per_batch.min(nr_zones + 1 - first);
         let b = &mut buf[..n * RECORD as usize];
         read(first as u64 * RECORD, b)?;
         for (k, r) in b.chunks_exact(RECORD as usize).enumerate() {
-            match first + k {
-                0 => cursor = get(0, r)?.0 as usize,
-                i => zones.push(get(i, r)?),
-            }
+            let i = first + k;
+            let (v, c) = get(i, r)?;
+            out.put(i as u64, v, c);
         }
         first += n;
     }
-    Ok(SavedZones { zones, cursor })
+    Ok(())
 }
 
 /// A superblock slot naming log epoch `epoch`.
@@ -627,7 +658,7 @@ pub(crate) fn restart_log(child: &dyn BlockDriver, h: &Header) -> io::Result<()>
 /// record that does not exist or does not fit is an error.
 pub(crate) fn replay(
     geo: &ZoneGeometry,
-    saved: &mut SavedZones,
+    saved: &mut impl Records,
     log: &LogScan,
 ) -> Result<(), String> {
     for (n, e) in log.kept.iter().enumerate() {
@@ -640,10 +671,7 @@ pub(crate) fn replay(
             }
             let (v, c) = check_record(geo, index, value, cond)
                 .map_err(|err| format!("zoned image log: entry {n}: {err}"))?;
-            match index {
-                0 => saved.cursor = v as usize,
-                i => saved.zones[i as usize - 1] = (v, c),
-            }
+            saved.put(index, v, c);
         }
     }
     Ok(())
@@ -682,7 +710,11 @@ pub fn format(file: &File, cfg: &ZoneConfig) -> Result<Header, String> {
     let header = Header::for_config(*cfg, &geo);
     let fail = |e: io::Error| super::strerror(&e);
     file.set_len(header.file_len()).map_err(fail)?;
-    encode_table_batches(&ZoneState::new(geo).to_saved(), |at, b| {
+    let zones = (0..geo.nr_zones()).map(|i| {
+        let z = geo.initial_zone(i);
+        (z.wp, z.cond)
+    });
+    encode_table_batches(geo.nr_conv(), zones, |at, b| {
         file.write_all_at(b, header.table_offset + at)
     })
     .map_err(fail)?;
@@ -884,12 +916,11 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     open_over(child, opts, flags)
 }
 
-/// What a zoned image holds, read and checked: header, geometry, the table
-/// with the log replayed over it.
+/// What a zoned image holds, read and checked: the header, the table
+/// with the log replayed over it (still to be judged as a whole).
 pub(crate) struct Loaded {
     pub header: Header,
-    pub geo: ZoneGeometry,
-    pub saved: SavedZones,
+    pub zones: ZoneLoad,
     pub log: LogScan,
 }
 
@@ -913,19 +944,15 @@ pub(crate) fn load(child: &dyn BlockDriver) -> Result<Loaded, String> {
             header.file_len()
         ));
     }
-    let mut saved = decode_table_from(&geo, |at, buf| {
+    let mut zones = ZoneLoad::new(geo);
+    decode_table_from(&geo, &mut zones, |at, buf| {
         child
             .read(header.table_offset + at, buf)
             .map_err(|e| io_err("reading the zone table", e))
     })?;
     let log = scan_log(child, &header)?;
-    replay(&geo, &mut saved, &log)?;
-    Ok(Loaded {
-        header,
-        geo,
-        saved,
-        log,
-    })
+    replay(&geo, &mut zones, &log)?;
+    Ok(Loaded { header, zones, log })
 }
 
 /// Opens a zoned image on an already open protocol node (probing).
@@ -939,25 +966,15 @@ pub fn open_over(
     let io_err = |what: &str, e: io::Error| format!("{what}: {}", super::strerror(&e));
     let Loaded {
         header,
-        geo,
-        mut saved,
+        zones: mut load,
         log: scan,
     } = load(child.as_ref())?;
-    let mut cycled = Vec::new();
-    if power_cycle {
-        for (i, z) in saved.zones.iter_mut().enumerate() {
-            if matches!(z.1, ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen) {
-                let start = i as u64 * geo.zone_size();
-                z.1 = if z.0 == start {
-                    ZoneCond::Empty
-                } else {
-                    ZoneCond::Closed
-                };
-                cycled.push(i);
-            }
-        }
-    }
-    let mut state = ZoneState::from_saved(geo, &saved).map_err(|e| format!("zone table: {e}"))?;
+    let cycled = if power_cycle {
+        load.power_cycle()
+    } else {
+        Vec::new()
+    };
+    let mut state = load.finish().map_err(|e| format!("zone table: {e}"))?;
     let restored = faults.apply(&mut state)?;
     let mut logged = BTreeMap::new();
     for e in &scan.kept {

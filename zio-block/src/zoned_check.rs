@@ -77,7 +77,7 @@ pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) ->
 
     // The table's records, each checked on its own.
     let fresh = ZoneState::new(geo);
-    let zone = |i: usize| *fresh.zone(i);
+    let zone = |i: usize| fresh.zone(i);
     let rec = |i: usize| &table[i * RECORD as usize..(i + 1) * RECORD as usize];
     let mut problems: Vec<Problem> = Vec::new();
     let first_seq = geo.nr_conv();
