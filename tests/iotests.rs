@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 use zio_iotests::report::details;
+use zio_iotests::vm::instances;
 use zio_iotests::{Config, Selection, Status, discover, run_one, select};
 
 fn main() -> ExitCode {
@@ -26,7 +27,8 @@ fn main() -> ExitCode {
 fn trials() -> anyhow::Result<Vec<Trial>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("iotests");
     let scratch = Path::new(env!("CARGO_TARGET_TMPDIR")).join("zio-iotests");
-    let tests = select(discover(&dir)?, &Selection::default())?;
+    // One trial per test and kernel of its `# kernels:` line (NAME@6.12).
+    let tests = instances(select(discover(&dir)?, &Selection::default())?, None, None);
     let mut cfg = Config::new(Path::new(env!("CARGO_BIN_EXE_zio")), &dir, &scratch)?;
     cfg.rerun_prefix = "./run-iotests.sh".to_string();
     let cfg = Arc::new(cfg);

@@ -42,7 +42,7 @@ use zio::commands::args::{GetOpt, Opt, breakline, strtol0};
 use zio::commands::{Console, Shell, table};
 use zio_block::fuzzing::{NullNode, OptionMap, zoned};
 use zio_block::units::parse_size;
-use zio_block::zone_rules::{ZoneConfig, ZoneGeometry};
+use zio_block::zone_rules::{Kernel, ZoneConfig, ZoneGeometry};
 use zio_block::{
     BlockBackend, BlockDriver, OpenFlags, OpenRequest, WriteFlags, ZoneOp, open_image,
 };
@@ -341,6 +341,7 @@ const ZONED_CFG: ZoneConfig = ZoneConfig {
     max_open: 2,
     max_active: 3,
     zone_append_max: 0,
+    kernel: Kernel::V6_1,
 };
 
 impl TempFiles {
@@ -1178,6 +1179,7 @@ fn header_seeds(tmp: &TempFiles) -> Vec<Vec<u8>> {
             max_open: 0,
             max_active: 0,
             zone_append_max: 4096,
+            kernel: Kernel::V6_1,
         },
         ZoneConfig {
             size: (6 << 20) + 8192,
@@ -1187,6 +1189,7 @@ fn header_seeds(tmp: &TempFiles) -> Vec<Vec<u8>> {
             max_open: 1,
             max_active: 2,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         },
     ];
     let scripts: &[&[&str]] = &[

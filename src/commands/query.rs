@@ -177,6 +177,7 @@ fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
             "write granularity: {}",
             cvtstr(z.write_granularity as f64)
         ));
+        con.say(&format!("kernel: {}", z.kernel));
     }
     Status::Ok
 }

@@ -40,7 +40,8 @@ use super::OptionMap;
 use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
 use super::zone_rules::{
-    self, ChainResult, Dirty, Mark, ZoneCond, ZoneConfig, ZoneError, ZoneGeometry, ZoneState,
+    self, ChainResult, Dirty, Kernel, Mark, ZoneCond, ZoneConfig, ZoneError, ZoneGeometry,
+    ZoneState,
 };
 
 /// Logical block size of the emulated devices.
@@ -93,6 +94,11 @@ pub fn take_zone_config(opts: &mut OptionMap, size: u64) -> Result<ZoneConfig, S
         max_open: u32::try_from(max_open).map_err(|_| too_many("zone_max_open"))?,
         max_active: u32::try_from(max_active).map_err(|_| too_many("zone_max_active"))?,
         zone_append_max: opts.take_size("zone_append_max")?.unwrap_or(0),
+        kernel: match opts.take("kernel") {
+            None => Kernel::default(),
+            Some(k) => Kernel::parse(&k)
+                .ok_or_else(|| format!("Parameter 'kernel' expects 6.1 or 6.12, got '{k}'"))?,
+        },
     })
 }
 
@@ -498,7 +504,16 @@ impl<S: ZoneStore> EmulatedZoned<S> {
                     _ => accepted.push((pos, n)),
                 }
             });
+            if r.is_err() {
+                st.write_refused(pos);
+            }
             result.add(r);
+        }
+        if result.failed() {
+            // QEMU's host_device re-reads the zone at a failed write's
+            // offset (file-posix's update_zones_wp): on Linux 6.12 that
+            // report makes the block layer take writes to it again.
+            st.refresh(offset, 1);
         }
         let mut cursor = Cursor::new(bufs);
         let stored = accepted.iter().try_for_each(|&(at, n)| {
@@ -537,7 +552,11 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     pub fn report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
-        Ok(lock(&self.state).report(offset, max))
+        let mut st = lock(&self.state);
+        let zones = st.report(offset, max);
+        // The block layer learns the reported write pointers (Linux 6.12).
+        st.refresh(offset, zones.len());
+        Ok(zones)
     }
 
     /// Zone management as /dev/nullb0 behind QEMU's host_device does it:
@@ -599,6 +618,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             max_active: g.max_active() as u64,
             max_append: g.zone_append_max(),
             write_granularity: SECTOR,
+            kernel: g.kernel().series(),
         }
     }
 
@@ -668,7 +688,7 @@ impl<'a, 'b> Cursor<'a, 'b> {
 mod tests {
     use super::*;
     use crate::null::Chunks;
-    use crate::zone_rules::{ZoneConfig, ZoneGeometry};
+    use crate::zone_rules::{Kernel, ZoneConfig, ZoneGeometry};
 
     fn device(zone_size: u64, zones: u64) -> EmulatedZoned<Chunks> {
         let cfg = ZoneConfig {
@@ -679,6 +699,7 @@ mod tests {
             max_open: 0,
             max_active: 0,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         };
         let geo = ZoneGeometry::new(&cfg).unwrap();
         EmulatedZoned::new(Chunks::default(), ZoneState::new(geo))
@@ -777,6 +798,7 @@ mod tests {
             max_open: 0,
             max_active: 0,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         })
         .unwrap();
         let mut st = ZoneState::new(geo);
@@ -850,6 +872,7 @@ mod tests {
             max_open: 0,
             max_active: 0,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         };
         let dev = EmulatedZoned::new(
             Chunks::default(),
@@ -927,6 +950,7 @@ mod tests {
             max_open: 1,
             max_active: 0,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         };
         let geo = ZoneGeometry::new(&cfg).unwrap();
         let dev = EmulatedZoned::new(Failing::default(), ZoneState::new(geo));

@@ -26,7 +26,7 @@ use nix::errno::Errno;
 
 use super::driver::OnProgress;
 use super::file::FileNode;
-use super::zone::{Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
+use super::zone::{KernelSeries, Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
 use super::zone_rules::{self, ZoneError};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno};
 
@@ -100,12 +100,21 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     let mut io = FileNode::open_path(&path, &flags, "host_device", true)?;
     let lbs = queue.num("logical_block_size").unwrap_or(512);
     io.set_alignment(lbs);
-    Ok(Arc::new(HostDevice {
+    let node = HostDevice {
         io,
         queue: zoned.then_some(queue),
         lbs,
         zoned: OnceLock::new(),
-    }))
+    };
+    if zoned {
+        // QEMU's file-posix reads every zone's write pointer when it opens
+        // a zoned device; on Linux 6.12 that report also clears the block
+        // layer's "refresh the write pointer" state of every zone, so a
+        // zone a write failed in earlier takes writes again, as under
+        // qemu-io. A failure here is the first command's to report.
+        node.report_all();
+    }
+    Ok(Arc::new(node))
 }
 
 /// A device's sysfs queue directory.
@@ -229,10 +238,38 @@ impl HostDevice {
             max_active: q.num("max_active_zones").unwrap_or(0),
             max_append: q.num("zone_append_max_bytes").unwrap_or(0),
             write_granularity: q.num("zone_write_granularity").unwrap_or(lbs),
+            kernel: KernelSeries::running().unwrap_or(KernelSeries { major: 0, minor: 0 }),
         })
     }
 
     /// The zoned part, probed on first use; ENOTSUP for a regular device.
+    /// Reports every zone, in batches, for the side effect on the block
+    /// layer (see `open`); errors are ignored.
+    fn report_all(&self) {
+        let Ok(len) = self.io.length() else { return };
+        let mut at = 0;
+        while at < len {
+            match self.zone_report(at, 65536) {
+                Ok(zones) => match zones.last() {
+                    Some(z) => at = z.start + z.len,
+                    None => break,
+                },
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// After a failed write to a zoned device, re-reads the zone at the
+    /// write's offset as QEMU's file-posix does (`update_zones_wp`): on
+    /// Linux 6.12 that report is what makes the block layer take writes to
+    /// the zone again, so zio's next write fares as qemu-io's would.
+    fn after_write(&self, offset: u64, r: io::Result<()>) -> io::Result<()> {
+        if r.is_err() && self.queue.is_some() {
+            let _ = self.zone_report(offset, 1);
+        }
+        r
+    }
+
     fn zoned(&self) -> io::Result<&Zoned> {
         let Some(queue) = &self.queue else {
             return Err(errno(Errno::ENOTSUP));
@@ -269,7 +306,7 @@ impl BlockDriver for HostDevice {
     }
 
     fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.io.write(offset, buf, flags)
+        self.after_write(offset, self.io.write(offset, buf, flags))
     }
 
     fn writev(
@@ -279,7 +316,7 @@ impl BlockDriver for HostDevice {
         flags: WriteFlags,
         progress: OnProgress<'_>,
     ) -> io::Result<()> {
-        self.io.writev(offset, bufs, flags, progress)
+        self.after_write(offset, self.io.writev(offset, bufs, flags, progress))
     }
 
     fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {

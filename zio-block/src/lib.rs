@@ -46,7 +46,7 @@ pub use driver::{BlockDriver, NodeInfo, OnProgress, Role, WriteFlags};
 pub use drivers::{Verdict, check_image, creatable_formats, create_image};
 pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub(crate) use options::OptionMap;
-pub use zone::{Zone, ZoneCond, ZoneError, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
+pub use zone::{KernelSeries, Zone, ZoneCond, ZoneError, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
 
 /// Driver internals for the fuzzer (zio-fuzz), which feeds them bytes no
 /// public path can: not part of the API.

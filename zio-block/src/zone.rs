@@ -171,6 +171,39 @@ pub struct ZoneInfo {
     /// Largest zone append in bytes; 0: no limit beyond the zone.
     pub max_append: u64,
     pub write_granularity: u64,
+    /// The kernel series whose block layer the device answers through:
+    /// the running kernel's for a real device, the `kernel=` profile's for
+    /// an emulated one.
+    pub kernel: KernelSeries,
+}
+
+/// A Linux kernel series, `major.minor` (`6.1`, `6.12`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelSeries {
+    pub major: u16,
+    pub minor: u16,
+}
+
+impl KernelSeries {
+    /// The series of a release string such as `6.12.117+deb12-amd64`.
+    pub fn of_release(release: &str) -> Option<KernelSeries> {
+        let mut parts = release.split(|c: char| !c.is_ascii_digit());
+        let major = parts.next()?.parse().ok()?;
+        let minor = parts.next()?.parse().ok()?;
+        Some(KernelSeries { major, minor })
+    }
+
+    /// The running kernel's (from /proc/sys/kernel/osrelease).
+    pub fn running() -> Option<KernelSeries> {
+        let r = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
+        KernelSeries::of_release(r.trim())
+    }
+}
+
+impl std::fmt::Display for KernelSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
 }
 
 impl ZoneOp {

@@ -27,13 +27,13 @@
 //! a failed store never moves a write pointer. It records the new state only
 //! once the data is down (data before metadata).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
 use nix::errno::Errno;
 
 use super::errno;
-pub use super::zone::{Zone, ZoneCond, ZoneError, ZoneOp, ZoneType};
+pub use super::zone::{KernelSeries, Zone, ZoneCond, ZoneError, ZoneOp, ZoneType};
 
 /// Sector size the geometry must be aligned to.
 const SECTOR: u64 = 512;
@@ -67,6 +67,70 @@ impl Zone {
 /// a zoned image 32 bytes a zone on disk.
 pub const MAX_ZONES: usize = 1 << 24;
 
+/// The host block layer an emulated device answers as (`kernel=`): Linux
+/// 6.1 (the default, and what every golden file was recorded on) or 6.12.
+/// The difference the emulation models: since zone write plugging (6.10),
+/// a write the device refused leaves its zone's write plug needing a write
+/// pointer update, and the block layer fails every further write to that
+/// zone (EIO) until a zone report, a reset or a finish of it refreshes the
+/// write pointer (`BLK_ZONE_WPLUG_NEED_WP_UPDATE` in block/blk-zoned.c).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    #[default]
+    V6_1,
+    V6_12,
+}
+
+impl Kernel {
+    /// As `kernel=` takes it and `info` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::V6_1 => "6.1",
+            Kernel::V6_12 => "6.12",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Kernel> {
+        match s {
+            "6.1" => Some(Kernel::V6_1),
+            "6.12" => Some(Kernel::V6_12),
+            _ => None,
+        }
+    }
+
+    /// Its number in a zoned image's header (0 is 6.1, so images made
+    /// before profiles existed read as 6.1).
+    pub fn code(self) -> u8 {
+        match self {
+            Kernel::V6_1 => 0,
+            Kernel::V6_12 => 1,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Kernel> {
+        match c {
+            0 => Some(Kernel::V6_1),
+            1 => Some(Kernel::V6_12),
+            _ => None,
+        }
+    }
+
+    pub fn series(self) -> KernelSeries {
+        match self {
+            Kernel::V6_1 => KernelSeries { major: 6, minor: 1 },
+            Kernel::V6_12 => KernelSeries {
+                major: 6,
+                minor: 12,
+            },
+        }
+    }
+
+    /// Does a refused write leave its zone failing writes until refreshed?
+    fn plugs_failed_zones(self) -> bool {
+        self == Kernel::V6_12
+    }
+}
+
 /// What the user asked for; [`ZoneGeometry::new`] validates and clamps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneConfig {
@@ -84,6 +148,8 @@ pub struct ZoneConfig {
     pub max_active: u32,
     /// Largest zone append in bytes, 0 = no limit.
     pub zone_append_max: u64,
+    /// The host block layer it answers as.
+    pub kernel: Kernel,
 }
 
 /// Validated, clamped geometry and limits.
@@ -97,6 +163,7 @@ pub struct ZoneGeometry {
     max_open: u32,
     max_active: u32,
     zone_append_max: u64,
+    kernel: Kernel,
 }
 
 impl ZoneGeometry {
@@ -167,6 +234,7 @@ impl ZoneGeometry {
             max_open,
             max_active,
             zone_append_max: cfg.zone_append_max,
+            kernel: cfg.kernel,
         })
     }
 
@@ -199,6 +267,10 @@ impl ZoneGeometry {
     /// Largest zone append in bytes, 0 = no limit.
     pub fn zone_append_max(&self) -> u64 {
         self.zone_append_max
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Index of the zone holding byte `offset` (`offset < size`).
@@ -537,6 +609,12 @@ pub struct ZoneState {
     /// `(zone, wp, cond)` before each change since the last
     /// `take_changes`, for [`rollback`](Self::rollback).
     undo: Vec<(usize, u64, ZoneCond)>,
+    /// Zones whose write pointer the host block layer must refresh before
+    /// it takes another write ([`Kernel::V6_12`] after a refused write).
+    /// Block layer state, not the device's: never stored, committed or
+    /// rolled back, and empty at open (as after QEMU's open, which reports
+    /// every zone).
+    stale: BTreeSet<usize>,
 }
 
 /// A point to go back to with [`ZoneState::rollback`].
@@ -694,6 +772,11 @@ impl ChainResult {
     }
 
     /// The write's outcome.
+    /// Has any request failed so far?
+    pub fn failed(&self) -> bool {
+        self.first.is_some()
+    }
+
     pub fn finish(self) -> io::Result<()> {
         match (self.last, self.first) {
             (Some(e), _) | (None, Some(e)) => Err(e),
@@ -718,6 +801,7 @@ impl ZoneState {
             changed: Vec::new(),
             cursor_moved: false,
             undo: Vec::new(),
+            stale: BTreeSet::new(),
             geo,
         }
     }
@@ -967,7 +1051,37 @@ impl ZoneState {
         }
         let changes = tx.done();
         self.commit(&changes);
+        if matches!(op, ZoneOp::Reset | ZoneOp::Finish) {
+            // Reset and finish set the write pointer, so the block layer
+            // knows it again (also for a zone the device refused: it
+            // re-reads a zone whose command failed only by a report).
+            self.refresh(offset, len.div_ceil(g.zone_size) as usize);
+        }
         out
+    }
+
+    /// A write request to the zone holding `offset` was refused: on a
+    /// kernel that plugs failed zones ([`Kernel::V6_12`]) the zone fails
+    /// every write until [`refresh`](Self::refresh)ed.
+    pub fn write_refused(&mut self, offset: u64) {
+        if self.geo.kernel.plugs_failed_zones() && offset < self.geo.size {
+            self.stale.insert(self.geo.zone_index(offset));
+        }
+    }
+
+    /// The block layer learns the write pointers of `count` zones from the
+    /// one holding `offset` (a zone report of them, a reset, a finish): they
+    /// take writes again.
+    pub fn refresh(&mut self, offset: u64, count: usize) {
+        if self.stale.is_empty() || offset >= self.geo.size {
+            return;
+        }
+        let first = self.geo.zone_index(offset);
+        let end = first.saturating_add(count);
+        let gone: Vec<usize> = self.stale.range(first..end).copied().collect();
+        for i in gone {
+            self.stale.remove(&i);
+        }
     }
 
     /// Checks a write of `[offset, offset + len)` without changing anything.
@@ -990,6 +1104,9 @@ impl ZoneState {
         let mut pos = offset;
         while pos < end {
             let i = self.geo.zone_index(pos);
+            if self.stale.contains(&i) {
+                return Err(eio());
+            }
             let z = self.geo.initial_zone(i);
             let n = (z.start + z.len).min(end) - pos;
             tx.write(i, pos, n)?;
@@ -1424,6 +1541,7 @@ mod tests {
             max_open,
             max_active,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         }
     }
 
@@ -2405,6 +2523,7 @@ mod tests {
                 max_open: 0,
                 max_active: 0,
                 zone_append_max: 0,
+                kernel: Kernel::V6_1,
             })
             .unwrap();
             let mut st = ZoneState::new(geo);

@@ -52,7 +52,7 @@ use super::emulated::{
 };
 use super::open::open_child;
 use super::zone::ZoneCond;
-use super::zone_rules::{Dirty, SavedZones, ZoneConfig, ZoneGeometry, ZoneLoad, ZoneState};
+use super::zone_rules::{Dirty, Kernel, SavedZones, ZoneConfig, ZoneGeometry, ZoneLoad, ZoneState};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 pub const MAGIC: &[u8; 8] = b"ZIOZONED";
@@ -105,7 +105,9 @@ fn le32(b: &[u8], at: usize) -> u32 {
 
 /// Where the header's fields end; every byte from here to the checksum is
 /// zero.
-const HEADER_FIELDS_END: usize = 104;
+/// The kernel profile's code (`Kernel::code`; 0, 6.1, in older images).
+const KERNEL_AT: usize = 104;
+const HEADER_FIELDS_END: usize = 105;
 
 impl Header {
     /// The layout for a geometry.
@@ -142,6 +144,7 @@ impl Header {
         b[80..88].copy_from_slice(&self.data_offset.to_le_bytes());
         b[88..96].copy_from_slice(&self.log_offset.to_le_bytes());
         b[96..104].copy_from_slice(&self.log_size.to_le_bytes());
+        b[KERNEL_AT] = c.kernel.code();
         let sum = crc(&b[..HEADER_SIZE as usize - 4]);
         b[HEADER_SIZE as usize - 4..].copy_from_slice(&sum.to_le_bytes());
         b
@@ -184,6 +187,8 @@ impl Header {
             max_open: le32(b, 56),
             max_active: le32(b, 60),
             zone_append_max: le64(b, 64),
+            kernel: Kernel::from_code(b[KERNEL_AT])
+                .ok_or_else(|| format!("unknown kernel profile {} in the header", b[KERNEL_AT]))?,
         };
         let geo = ZoneGeometry::new(&cfg).map_err(|e| format!("impossible geometry: {e}"))?;
         let want = Header::for_config(cfg, &geo);
@@ -699,7 +704,10 @@ pub(crate) fn create_opts(path: &str, size: u64, opts: &mut OptionMap) -> Result
         cfg.max_open,
         cfg.max_active,
         cfg.zone_append_max
-    ))
+    ) + &match cfg.kernel {
+        Kernel::V6_1 => String::new(),
+        k => format!(" kernel={}", k.name()),
+    })
 }
 
 /// Writes a fresh, empty zoned image of `cfg` into `file` (open for
@@ -1111,6 +1119,7 @@ mod tests {
             max_open: 2,
             max_active: 3,
             zone_append_max: 0,
+            kernel: Kernel::V6_1,
         }
     }
 

@@ -89,11 +89,12 @@ pub struct Cli {
     /// an NVMe ZNS namespace) instead of emulated devices (see vm/setup.sh).
     #[arg(long)]
     pub vm: bool,
-    /// With --vm: only the runs on this kernel (6.1 or 6.12; a test runs
-    /// on the kernels of its `# kernels:` line, default 6.1).
+    /// Only the runs on this kernel (6.1 or 6.12; a test runs on the
+    /// kernels of its `# kernels:` line, default 6.1: in the VM on that
+    /// kernel, on the host against the emulation's profile of it).
     #[arg(long, value_name = "SERIES", value_parser = clap::builder::PossibleValuesParser::new(KERNELS))]
     pub kernel: Option<String>,
-    /// With --vm: only the tests of this device family (null_blk, nvme-zns,
+    /// Only the tests of this device family (null_blk, nvme-zns,
     /// scsi-zbc).
     #[arg(long, value_name = "FAMILY", value_parser = clap::builder::PossibleValuesParser::new(DEVICES))]
     pub device: Option<String>,
@@ -164,14 +165,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             );
         }
         tests.retain(|t| t.in_group(REALDEV_GROUP));
-        let mut runs = instances(tests, cli.kernel.as_deref(), cli.device.as_deref());
-        // NAME selects every run of NAME; NAME@KERNEL only that one.
-        runs.retain(|r| {
-            cli.tests.is_empty()
-                || cli.tests.contains(&r.name)
-                || cli.tests.contains(&base_name(&r.name))
-        });
-        tests = boot_order(runs);
+    }
+    // One run per test and kernel of its `# kernels:` line, on the host
+    // (against the emulation's profile) as in the VM.
+    let mut runs = instances(tests, cli.kernel.as_deref(), cli.device.as_deref());
+    // NAME selects every run of NAME; NAME@KERNEL only that one.
+    runs.retain(|r| {
+        cli.tests.is_empty()
+            || cli.tests.contains(&r.name)
+            || cli.tests.contains(&base_name(&r.name))
+    });
+    tests = runs;
+    if vm {
+        tests = boot_order(tests);
     }
     if cli.failed {
         let failed = load_failed(&scratch)?;

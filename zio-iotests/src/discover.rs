@@ -21,6 +21,20 @@ pub struct TestCase {
 }
 
 impl TestCase {
+    /// The script's file name: the test's name without the `@KERNEL` of a
+    /// run on another kernel (see `vm::instances`).
+    pub fn script_name(&self) -> &str {
+        self.name.split_once('@').map_or(&self.name, |(n, _)| n)
+    }
+
+    /// The kernel series this run is for: the part after `@` of its name,
+    /// else the default (6.1).
+    pub fn kernel(&self) -> &str {
+        self.name
+            .split_once('@')
+            .map_or(super::vm::DEFAULT_KERNEL, |(_, k)| k)
+    }
+
     /// True if the test lists `group` on its `# group:` line.
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)

@@ -53,8 +53,11 @@ pub fn run_test(test: &TestCase, cfg: &Config) -> Result<RunOutput> {
 
     let start = Instant::now();
     let child = Command::new("bash")
-        .arg(format!("./{}", test.name))
+        .arg(format!("./{}", test.script_name()))
         .current_dir(&cfg.tests_dir)
+        // The kernel series the run is for (`# kernels:`): common.rc's
+        // _zoned_dev gives the emulated device that profile.
+        .env("ZIO_TEST_KERNEL", test.kernel())
         .env("ZIO", &cfg.zio)
         .env("IOTESTS", &cfg.tests_dir)
         .env("TEST_DIR", &scratch.test_dir)

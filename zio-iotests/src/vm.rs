@@ -265,20 +265,10 @@ pub fn boot_order(tests: Vec<TestCase>) -> Vec<TestCase> {
     groups.into_iter().flatten().collect()
 }
 
-/// The name of a run's script (a run on another kernel is `NAME@KERNEL`).
-fn script_name(test: &TestCase) -> &str {
-    test.name.split_once('@').map_or(&test.name, |(n, _)| n)
-}
-
-/// The kernel a run boots: the part after `@` of its name, else the default.
-fn kernel_of(test: &TestCase) -> &str {
-    test.name.split_once('@').map_or(DEFAULT_KERNEL, |(_, k)| k)
-}
-
 fn needs_of(test: &TestCase) -> Result<Needs, String> {
     let text = fs::read(&test.script)
         .map_err(|e| format!("cannot read {}: {e}", test.script.display()))?;
-    Needs::of(&String::from_utf8_lossy(&text), kernel_of(test))
+    Needs::of(&String::from_utf8_lossy(&text), test.kernel())
 }
 
 /// Runs `tests` (already in [`boot_order`]) in VMs, up to `jobs` boots at
@@ -307,7 +297,7 @@ pub fn run_vm(
     // One base initramfs per kernel the runs use (the modules differ).
     let mut bases = BTreeMap::new();
     for t in tests {
-        let k = kernel_of(t);
+        let k = t.kernel();
         if bases.contains_key(k) {
             continue;
         }
@@ -480,12 +470,12 @@ impl BootContext<'_> {
         }
         let runnable: Vec<&TestCase> = group
             .iter()
-            .filter(|t| is_vm_safe_name(script_name(t)))
+            .filter(|t| is_vm_safe_name(t.script_name()))
             .collect();
         let boot_dir = self.vm_dir.join(format!("boot-{no}"));
         let mut run = None;
         if !runnable.is_empty() {
-            let names: Vec<&str> = runnable.iter().map(|t| script_name(t)).collect();
+            let names: Vec<&str> = runnable.iter().map(|t| t.script_name()).collect();
             eprintln!(
                 "zio-iotests: VM boot {no}/{boots}: {needs}: {}",
                 names.join(" ")
@@ -517,7 +507,7 @@ impl BootContext<'_> {
         group
             .iter()
             .map(|t| match &run {
-                _ if !is_vm_safe_name(script_name(t)) => fail(
+                _ if !is_vm_safe_name(t.script_name()) => fail(
                     cfg,
                     &t.name,
                     "test name not usable in the VM (letters, digits, ._+- only)".into(),
@@ -633,7 +623,7 @@ fn prepare_boot(
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let nonce = nonce();
-    let names: Vec<&str> = tests.iter().map(|t| script_name(t)).collect();
+    let names: Vec<&str> = tests.iter().map(|t| t.script_name()).collect();
     let group = format!(
         "NONCE={nonce}\nNULLB_PARAMS='{}'\nNULLB_CONFIGFS={}\nNVME={}\nSCSI_PARAMS='{}'\nTEST_TIMEOUT={}\nTESTS='{}'\nSHELL_MODE={}\n",
         needs.nullb_params().join(" "),
@@ -734,7 +724,7 @@ fn verdict_of(
     run: &BootRun,
 ) -> Verdict {
     let console = display_path(&boot_dir.join("console.log"));
-    let Some(report) = run.report.test(script_name(test)) else {
+    let Some(report) = run.report.test(test.script_name()) else {
         let why = if let Some(msg) = &run.report.setup_fail {
             format!("VM setup failed: {}", msg.trim())
         } else if run.timed_out {
