@@ -1549,6 +1549,37 @@ mod tests {
         ZoneState::new(ZoneGeometry::new(&cfg(nr_zones, nr_conv, max_open, max_active)).unwrap())
     }
 
+    #[test]
+    fn a_refused_write_leaves_its_zone_failing_on_6_12_only() {
+        for (kernel, plugs) in [(Kernel::V6_1, false), (Kernel::V6_12, true)] {
+            let geo = ZoneGeometry::new(&ZoneConfig {
+                kernel,
+                ..cfg(4, 0, 0, 0)
+            })
+            .unwrap();
+            let mut st = ZoneState::new(geo);
+            let plan = st.check_write(ZS, BS).unwrap();
+            st.apply_write(&plan);
+            // Not at the write pointer: refused by the device.
+            assert!(st.check_write(ZS + 2 * BS, BS).is_err());
+            st.write_refused(ZS + 2 * BS);
+            // At the write pointer: 6.1 takes it, 6.12 fails it.
+            assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
+            // Other zones are not affected.
+            assert!(st.check_write(2 * ZS, BS).is_ok());
+            // A report of another zone does not help; one of this zone does.
+            st.refresh(2 * ZS, 2);
+            assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
+            st.refresh(0, 2);
+            assert!(st.check_write(ZS + BS, BS).is_ok());
+            // A reset refreshes too.
+            st.write_refused(ZS);
+            assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
+            st.zone_mgmt_outcome(ZoneOp::Reset, ZS, ZS).result.unwrap();
+            assert!(st.check_write(ZS, BS).is_ok());
+        }
+    }
+
     fn err_of<T: std::fmt::Debug>(r: io::Result<T>) -> Errno {
         Errno::from_raw(r.unwrap_err().raw_os_error().unwrap())
     }
