@@ -106,6 +106,8 @@ struct ZonedJson {
     /// 0: no limit beyond the zone.
     max_append: u64,
     write_granularity: u64,
+    /// The kernel series the device answers as.
+    kernel: String,
 }
 
 impl InfoJson {
@@ -126,6 +128,7 @@ impl InfoJson {
                 max_active: z.max_active,
                 max_append: z.max_append,
                 write_granularity: z.write_granularity,
+                kernel: z.kernel.to_string(),
             }),
         }
     }

@@ -573,6 +573,8 @@ struct Summary {
     capacity_used: u64,
     capacity_total: u64,
     used_percent: f64,
+    /// The kernel series the device answers as (`info`'s `kernel:`).
+    kernel: String,
 }
 
 #[derive(Serialize, Default)]
@@ -634,6 +636,7 @@ impl Summary {
                 "capacity used: {}/{} bytes ({:.2}%)",
                 self.capacity_used, self.capacity_total, self.used_percent
             ),
+            format!("kernel: {}", self.kernel),
         ]
     }
 }
@@ -660,6 +663,7 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         zone_size: zi.zone_size,
         max_open: zi.max_open,
         max_active: zi.max_active,
+        kernel: zi.kernel.to_string(),
         ..Summary::default()
     };
     let mut offset = 0;
