@@ -1055,11 +1055,7 @@ impl BlockDriver for ZonedNode {
     }
 
     fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
-        self.dev.write(offset, buf)?;
-        if flags.fua {
-            self.dev.flush()?;
-        }
-        Ok(())
+        self.writev(offset, &[buf], flags, &|_| {})
     }
 
     fn writev(
