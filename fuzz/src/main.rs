@@ -42,7 +42,7 @@ use zio::commands::args::{GetOpt, Opt, breakline, strtol0};
 use zio::commands::{Console, Shell, table};
 use zio_block::fuzzing::{NullNode, OptionMap, zoned};
 use zio_block::units::parse_size;
-use zio_block::zone_rules::{Kernel, ZoneConfig, ZoneGeometry};
+use zio_block::zone_rules::{Device, Kernel, ZoneConfig, ZoneGeometry};
 use zio_block::{
     BlockBackend, BlockDriver, OpenFlags, OpenRequest, WriteFlags, ZoneOp, open_image,
 };
@@ -342,6 +342,7 @@ const ZONED_CFG: ZoneConfig = ZoneConfig {
     max_active: 3,
     zone_append_max: 0,
     kernel: Kernel::V6_1,
+    device: Device::NullBlk,
 };
 
 impl TempFiles {
@@ -1180,6 +1181,7 @@ fn header_seeds(tmp: &TempFiles) -> Vec<Vec<u8>> {
             max_active: 0,
             zone_append_max: 4096,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         },
         ZoneConfig {
             size: (6 << 20) + 8192,
@@ -1190,6 +1192,7 @@ fn header_seeds(tmp: &TempFiles) -> Vec<Vec<u8>> {
             max_active: 2,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         },
     ];
     let scripts: &[&[&str]] = &[

@@ -108,6 +108,8 @@ struct ZonedJson {
     write_granularity: u64,
     /// The kernel series the device answers as.
     kernel: String,
+    /// The device family it answers as.
+    device: &'static str,
 }
 
 impl InfoJson {
@@ -129,6 +131,7 @@ impl InfoJson {
                 max_append: z.max_append,
                 write_granularity: z.write_granularity,
                 kernel: z.kernel.to_string(),
+                device: z.device,
             }),
         }
     }
@@ -181,6 +184,7 @@ fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
             cvtstr(z.write_granularity as f64)
         ));
         con.say(&format!("kernel: {}", z.kernel));
+        con.say(&format!("device: {}", z.device));
     }
     Status::Ok
 }

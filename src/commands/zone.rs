@@ -575,6 +575,8 @@ struct Summary {
     used_percent: f64,
     /// The kernel series the device answers as (`info`'s `kernel:`).
     kernel: String,
+    /// The device family it answers as (`info`'s `device:`).
+    device: &'static str,
 }
 
 #[derive(Serialize, Default)]
@@ -637,6 +639,7 @@ impl Summary {
                 self.capacity_used, self.capacity_total, self.used_percent
             ),
             format!("kernel: {}", self.kernel),
+            format!("device: {}", self.device),
         ]
     }
 }
@@ -664,6 +667,7 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         max_open: zi.max_open,
         max_active: zi.max_active,
         kernel: zi.kernel.to_string(),
+        device: zi.device,
         ..Summary::default()
     };
     let mut offset = 0;

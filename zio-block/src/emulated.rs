@@ -40,16 +40,12 @@ use super::OptionMap;
 use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneModel, ZoneOp};
 use super::zone_rules::{
-    self, ChainResult, Dirty, Kernel, Mark, ZoneCond, ZoneConfig, ZoneError, ZoneGeometry,
+    self, ChainResult, Device, Dirty, Kernel, Mark, ZoneCond, ZoneConfig, ZoneError, ZoneGeometry,
     ZoneState,
 };
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
-
-/// What bytes at or after a write pointer read as (null_blk with
-/// memory_backed=1).
-const UNWRITTEN: u8 = 0xff;
 
 /// The largest request the block layer sends /dev/nullb0 (null_blk's
 /// default max_sectors, BLK_SAFE_MAX_SECTORS: 255 sectors; sysfs
@@ -98,6 +94,12 @@ pub fn take_zone_config(opts: &mut OptionMap, size: u64) -> Result<ZoneConfig, S
             None => Kernel::default(),
             Some(k) => Kernel::parse(&k)
                 .ok_or_else(|| format!("Parameter 'kernel' expects 6.1 or 6.12, got '{k}'"))?,
+        },
+        device: match opts.take("device") {
+            None => Device::default(),
+            Some(d) => Device::parse(&d).ok_or_else(|| {
+                format!("Parameter 'device' expects null_blk, nvme-zns or scsi-zbc, got '{d}'")
+            })?,
         },
     })
 }
@@ -392,7 +394,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         self.store.read(offset, buf)?;
         for (at, n) in fill {
             let from = (at - offset) as usize;
-            buf[from..from + n as usize].fill(UNWRITTEN);
+            buf[from..from + n as usize].fill(self.geo.rules().unwritten);
         }
         Ok(())
     }
@@ -504,16 +506,13 @@ impl<S: ZoneStore> EmulatedZoned<S> {
                     _ => accepted.push((pos, n)),
                 }
             });
-            if r.is_err() {
-                st.write_refused(pos);
-            }
             result.add(r);
         }
         if result.failed() {
             // QEMU's host_device re-reads the zone at a failed write's
             // offset (file-posix's update_zones_wp): on Linux 6.12 that
             // report makes the block layer take writes to it again.
-            st.refresh(offset, 1);
+            st.reported(offset, 1);
         }
         let mut cursor = Cursor::new(bufs);
         let stored = accepted.iter().try_for_each(|&(at, n)| {
@@ -543,7 +542,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         let stored = if padded_len == data.len() as u64 {
             self.store.write(pos, data)
         } else {
-            let mut padded = vec![UNWRITTEN; padded_len as usize];
+            let mut padded = vec![self.geo.rules().unwritten; padded_len as usize];
             padded[..data.len()].copy_from_slice(data);
             self.store.write(pos, &padded)
         };
@@ -555,7 +554,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         let mut st = lock(&self.state);
         let zones = st.report(offset, max);
         // The block layer learns the reported write pointers (Linux 6.12).
-        st.refresh(offset, zones.len());
+        st.reported(offset, zones.len());
         Ok(zones)
     }
 
@@ -619,6 +618,7 @@ impl<S: ZoneStore> EmulatedZoned<S> {
             max_append: g.zone_append_max(),
             write_granularity: SECTOR,
             kernel: g.kernel().series(),
+            device: g.device().name(),
         }
     }
 
@@ -700,6 +700,7 @@ mod tests {
             max_active: 0,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         };
         let geo = ZoneGeometry::new(&cfg).unwrap();
         EmulatedZoned::new(Chunks::default(), ZoneState::new(geo))
@@ -799,6 +800,7 @@ mod tests {
             max_active: 0,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         })
         .unwrap();
         let mut st = ZoneState::new(geo);
@@ -849,7 +851,7 @@ mod tests {
         let mut buf = [0u8; 512];
         dev.read(0, &mut buf).unwrap();
         assert!(buf[..100].iter().all(|&b| b == 1));
-        assert!(buf[100..].iter().all(|&b| b == UNWRITTEN));
+        assert!(buf[100..].iter().all(|&b| b == 0xff));
         // Widened to [1024, 1536): not at the write pointer, refused.
         assert!(dev.write(1100, &[2u8; 10]).is_err());
         assert_eq!(dev.report(0, 1).unwrap()[0].wp, 512);
@@ -873,6 +875,7 @@ mod tests {
             max_active: 0,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         };
         let dev = EmulatedZoned::new(
             Chunks::default(),
@@ -951,6 +954,7 @@ mod tests {
             max_active: 0,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         };
         let geo = ZoneGeometry::new(&cfg).unwrap();
         let dev = EmulatedZoned::new(Failing::default(), ZoneState::new(geo));

@@ -135,6 +135,29 @@ impl Queue {
     fn num(&self, name: &str) -> Option<u64> {
         self.read(name)?.parse().ok()
     }
+
+    /// The device family, by the kernel's name of the disk (its uevent's
+    /// DEVNAME): nullbN is null_blk, nvmeXnY an NVMe namespace, sdX a SCSI
+    /// disk.
+    fn family(&self) -> &'static str {
+        let uevent = self.0.parent().map(|d| d.join("uevent"));
+        let name = uevent
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|u| {
+                u.lines()
+                    .find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string))
+            })
+            .unwrap_or_default();
+        if name.starts_with("nullb") {
+            "null_blk"
+        } else if name.starts_with("nvme") {
+            "nvme-zns"
+        } else if name.starts_with("sd") {
+            "scsi-zbc"
+        } else {
+            "other"
+        }
+    }
 }
 
 /// Decodes one `struct blk_zone` from its eight 64-bit words (the report
@@ -239,6 +262,7 @@ impl HostDevice {
             max_append: q.num("zone_append_max_bytes").unwrap_or(0),
             write_granularity: q.num("zone_write_granularity").unwrap_or(lbs),
             kernel: KernelSeries::running().unwrap_or(KernelSeries { major: 0, minor: 0 }),
+            device: q.family(),
         })
     }
 

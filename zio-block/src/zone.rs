@@ -175,6 +175,10 @@ pub struct ZoneInfo {
     /// the running kernel's for a real device, the `kernel=` profile's for
     /// an emulated one.
     pub kernel: KernelSeries,
+    /// The device family: `null_blk`, `nvme-zns` or `scsi-zbc` (the
+    /// `device=` profile of an emulated device; for a real one its kernel
+    /// driver's, `other` for the rest).
+    pub device: &'static str,
 }
 
 /// A Linux kernel series, `major.minor` (`6.1`, `6.12`).

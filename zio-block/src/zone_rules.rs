@@ -16,18 +16,22 @@
 //! zone for zones of at most 128 MiB ([`ZoneState`]); a persistent driver
 //! rebuilds it from its saved records with [`ZoneLoad`], without a copy of
 //! them.
-//! The rules are Linux null_blk's (docs/semantics.md lists them, with what
-//! the VM tier measured on Linux 6.1). Everything is in bytes.
+//! The rules are Linux null_blk's by default; NVMe ZNS (QEMU's nvme-ns) and
+//! SCSI ZBC (scsi_debug) differ only in the data of [`DeviceRules`], and
+//! Linux 6.12's block layer in what [`Kernel`] selects (docs/semantics.md
+//! has a table per profile, with what the VM tier measured on the real
+//! drivers). Everything is in bytes.
 //!
 //! Writes and appends are split in two: [`ZoneState::check_write`] judges a
-//! request without changing anything and returns a [`WritePlan`], which
+//! request (a refusal changes only what the device and the host block layer
+//! change when they refuse) and returns a [`WritePlan`], which
 //! [`ZoneState::apply_write`] applies without failing. A driver that stores
 //! data applies the plan, writes the data, and if the store fails takes the
 //! whole command back with [`ZoneState::mark`] / [`ZoneState::rollback`], so
 //! a failed store never moves a write pointer. It records the new state only
 //! once the data is down (data before metadata).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io;
 
 use nix::errno::Errno;
@@ -45,8 +49,10 @@ impl Zone {
     }
 
     /// Whether a saved `(wp, cond)` can describe this zone: what
-    /// [`ZoneState::from_saved`] and `zio check` accept.
-    pub fn fits(&self, wp: u64, cond: ZoneCond) -> bool {
+    /// [`ZoneState::from_saved`] and `zio check` accept. `closed_at_start`:
+    /// the device closes an open zone with nothing written as closed
+    /// ([`DeviceRules::close_keeps_closed`]).
+    pub fn fits(&self, wp: u64, cond: ZoneCond, closed_at_start: bool) -> bool {
         let (s, cap_end, end) = (self.start, self.start + self.cap, self.start + self.len);
         if self.is_conventional() {
             return cond == ZoneCond::NotWp && wp == end;
@@ -55,6 +61,7 @@ impl Zone {
             ZoneCond::NotWp => false,
             ZoneCond::Empty => wp == s,
             ZoneCond::ExplicitOpen => wp >= s && wp < cap_end,
+            ZoneCond::Closed if closed_at_start => wp >= s && wp < cap_end,
             ZoneCond::ImplicitOpen | ZoneCond::Closed => wp > s && wp < cap_end,
             ZoneCond::Full => wp == cap_end || wp == end,
             ZoneCond::ReadOnly | ZoneCond::Offline => wp == end,
@@ -131,6 +138,150 @@ impl Kernel {
     }
 }
 
+/// The device family an emulated device answers as (`device=`): Linux
+/// null_blk (the default, what every golden file was first recorded on),
+/// an NVMe ZNS namespace (QEMU's `nvme-ns` with `zoned=true` behind Linux's
+/// nvme driver) or a host-managed SCSI ZBC disk (scsi_debug behind Linux's
+/// sd). The families differ only in the data of [`DeviceRules`], which the
+/// one transition table below reads; docs/semantics.md has a table per
+/// family with what the VM tier confirmed on the real drivers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Device {
+    #[default]
+    NullBlk,
+    NvmeZns,
+    ScsiZbc,
+}
+
+/// Which implicitly open zone a device closes to free an open slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImplicitClose {
+    /// The next one from a cursor that moves past each zone it closed and
+    /// wraps (null_blk's `null_close_imp_open_zone`: round robin).
+    RoundRobin,
+    /// The one implicitly opened longest ago (QEMU's nvme: the head of its
+    /// list of implicitly open zones).
+    Oldest,
+    /// The lowest-numbered one (scsi_debug).
+    Lowest,
+}
+
+/// What differs between the device families (see [`Device`]): data the
+/// one transition table reads, each field with the driver function that
+/// causes it (docs/semantics.md has the table the VM tier confirmed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceRules {
+    /// The device may have conventional zones (QEMU's nvme-ns has none).
+    pub conventional_zones: bool,
+    /// The device has an active zone limit (scsi_debug has none).
+    pub active_limit: bool,
+    /// Which implicitly open zone it closes for an open slot.
+    pub implicit_close: ImplicitClose,
+    /// The implicit close comes first, before the active limit is checked,
+    /// and stays done when that check then refuses the command (QEMU's
+    /// `nvme_zrm_open_flags` calls `nvme_zrm_auto_transition_zone` before
+    /// `nvme_zns_check_resources`); else it happens only when the active
+    /// limit allows it (null_blk's `null_check_zone_resources`).
+    pub close_before_active_check: bool,
+    /// A finish of an empty or closed zone needs open/active resources
+    /// (null_blk's `null_finish_zone`; QEMU's `nvme_zrm_finish` and
+    /// scsi_debug's finish take none).
+    pub finish_needs_resources: bool,
+    /// An open of a full zone succeeds and changes nothing (scsi_debug),
+    /// else EIO.
+    pub open_full_ok: bool,
+    /// A close of an empty or full zone succeeds and changes nothing
+    /// (scsi_debug), else EIO.
+    pub close_any_ok: bool,
+    /// A close of an open zone whose write pointer is at its start leaves
+    /// it closed (and active), not empty (QEMU's `nvme_zrm_close`).
+    pub close_keeps_closed: bool,
+    /// A zone that becomes full reports the zone end as its write pointer,
+    /// even when writes filled it to a smaller capacity (Linux's nvme
+    /// `nvme_zone_parse_entry` and sd's `sd_zbc_parse_report`).
+    pub full_wp_at_zone_end: bool,
+    /// The error of a write the device refuses for its write pointer, a
+    /// full zone or the capacity, and of a zone command on a conventional
+    /// zone: EIO, or EREMOTEIO for a SCSI disk (sd maps the ILLEGAL REQUEST
+    /// sense to BLK_STS_TARGET).
+    pub refusal: Errno,
+    /// What bytes never written (at or after a write pointer, or below it
+    /// after a finish or reset) read as: 0xff on null_blk with
+    /// memory_backed=1, zeros on the others.
+    pub unwritten: u8,
+}
+
+impl Device {
+    pub const ALL: [Device; 3] = [Device::NullBlk, Device::NvmeZns, Device::ScsiZbc];
+
+    /// As `device=` takes it and `info` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::NullBlk => "null_blk",
+            Device::NvmeZns => "nvme-zns",
+            Device::ScsiZbc => "scsi-zbc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Device> {
+        Device::ALL.into_iter().find(|d| d.name() == s)
+    }
+
+    /// Its number in a zoned image's header (0 is null_blk, so images made
+    /// before families existed read as null_blk).
+    pub fn code(self) -> u8 {
+        match self {
+            Device::NullBlk => 0,
+            Device::NvmeZns => 1,
+            Device::ScsiZbc => 2,
+        }
+    }
+
+    pub fn from_code(c: u8) -> Option<Device> {
+        Device::ALL.into_iter().find(|d| d.code() == c)
+    }
+
+    pub fn rules(self) -> DeviceRules {
+        let null_blk = DeviceRules {
+            conventional_zones: true,
+            active_limit: true,
+            implicit_close: ImplicitClose::RoundRobin,
+            close_before_active_check: false,
+            finish_needs_resources: true,
+            open_full_ok: false,
+            close_any_ok: false,
+            close_keeps_closed: false,
+            full_wp_at_zone_end: false,
+            refusal: Errno::EIO,
+            unwritten: 0xff,
+        };
+        match self {
+            Device::NullBlk => null_blk,
+            Device::NvmeZns => DeviceRules {
+                conventional_zones: false,
+                implicit_close: ImplicitClose::Oldest,
+                close_before_active_check: true,
+                finish_needs_resources: false,
+                close_keeps_closed: true,
+                full_wp_at_zone_end: true,
+                unwritten: 0,
+                ..null_blk
+            },
+            Device::ScsiZbc => DeviceRules {
+                active_limit: false,
+                implicit_close: ImplicitClose::Lowest,
+                finish_needs_resources: false,
+                open_full_ok: true,
+                close_any_ok: true,
+                full_wp_at_zone_end: true,
+                refusal: Errno::EREMOTEIO,
+                unwritten: 0,
+                ..null_blk
+            },
+        }
+    }
+}
+
 /// What the user asked for; [`ZoneGeometry::new`] validates and clamps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ZoneConfig {
@@ -150,6 +301,8 @@ pub struct ZoneConfig {
     pub zone_append_max: u64,
     /// The host block layer it answers as.
     pub kernel: Kernel,
+    /// The device family whose rules it follows.
+    pub device: Device,
 }
 
 /// Validated, clamped geometry and limits.
@@ -164,6 +317,7 @@ pub struct ZoneGeometry {
     max_active: u32,
     zone_append_max: u64,
     kernel: Kernel,
+    device: Device,
 }
 
 impl ZoneGeometry {
@@ -214,6 +368,21 @@ impl ZoneGeometry {
                 cfg.nr_conv
             ));
         }
+        let rules = cfg.device.rules();
+        if cfg.nr_conv > 0 && !rules.conventional_zones {
+            return Err(format!(
+                "device={} has no conventional zones (zone_nr_conv={})",
+                cfg.device.name(),
+                cfg.nr_conv
+            ));
+        }
+        if cfg.max_active > 0 && !rules.active_limit {
+            return Err(format!(
+                "device={} has no active zone limit (zone_max_active={})",
+                cfg.device.name(),
+                cfg.max_active
+            ));
+        }
         let nr_seq = (nr_zones - cfg.nr_conv) as u64;
         let mut max_active = cfg.max_active;
         let mut max_open = cfg.max_open;
@@ -235,6 +404,7 @@ impl ZoneGeometry {
             max_active,
             zone_append_max: cfg.zone_append_max,
             kernel: cfg.kernel,
+            device: cfg.device,
         })
     }
 
@@ -271,6 +441,15 @@ impl ZoneGeometry {
 
     pub fn kernel(&self) -> Kernel {
         self.kernel
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The device family's rules.
+    pub fn rules(&self) -> DeviceRules {
+        self.device.rules()
     }
 
     /// Index of the zone holding byte `offset` (`offset < size`).
@@ -457,7 +636,8 @@ impl ZoneLoad {
 
     /// Zone `i`'s `(wp, cond)` is now this. Panics when out of range.
     pub fn set(&mut self, i: usize, wp: u64, cond: ZoneCond) {
-        if self.st.geo.initial_zone(i).fits(wp, cond) {
+        let closed_at_start = self.st.geo.rules().close_keeps_closed;
+        if self.st.geo.initial_zone(i).fits(wp, cond, closed_at_start) {
             // (Unchanged zones are not written: their memory stays
             // untouched.)
             if self.st.get(i) != (wp, cond) {
@@ -518,8 +698,14 @@ impl ZoneLoad {
             ));
         }
         let mut c = ZoneCounts::default();
+        let queued = st.queued();
         for i in g.nr_conv..g.nr_zones {
-            c.change(ZoneCond::Empty, st.cond(i));
+            let cond = st.cond(i);
+            c.change(ZoneCond::Empty, cond);
+            if queued && cond == ZoneCond::ImplicitOpen {
+                let key = st.queue.next;
+                st.queue.insert(i, key);
+            }
         }
         if (g.max_open != 0 && c.open() > g.max_open)
             || (g.max_active != 0 && c.active() > g.max_active)
@@ -614,7 +800,41 @@ pub struct ZoneState {
     /// Block layer state, not the device's: never stored, committed or
     /// rolled back, and empty at open (as after QEMU's open, which reports
     /// every zone).
-    stale: BTreeSet<usize>,
+    /// Each with whether a zone report leaves it so (see
+    /// [`reported`](Self::reported)).
+    stale: BTreeMap<usize, bool>,
+    /// The implicitly open zones in the order the device closes them, for
+    /// a device whose implicit close is not round robin and that has an
+    /// open limit (else empty).
+    queue: ImpQueue,
+    /// `(zone, its queue key before)` for each queue change since the last
+    /// `take_changes`, for `rollback`.
+    queue_undo: Vec<(usize, Option<u64>)>,
+}
+
+/// Implicitly open zones by the key the device closes them in (the
+/// smallest first): the order they were opened in ([`ImplicitClose::Oldest`])
+/// or their index ([`ImplicitClose::Lowest`]). Not stored: a device
+/// reopened from its records orders its implicitly open zones by index.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct ImpQueue {
+    by_key: BTreeMap<u64, usize>,
+    key_of: BTreeMap<usize, u64>,
+    next: u64,
+}
+
+impl ImpQueue {
+    fn remove(&mut self, i: usize) -> Option<u64> {
+        let k = self.key_of.remove(&i)?;
+        self.by_key.remove(&k);
+        Some(k)
+    }
+
+    fn insert(&mut self, i: usize, key: u64) {
+        self.by_key.insert(key, i);
+        self.key_of.insert(i, key);
+        self.next = self.next.max(key + 1);
+    }
 }
 
 /// A point to go back to with [`ZoneState::rollback`].
@@ -625,6 +845,8 @@ pub struct Mark {
     counts: ZoneCounts,
     cursor: usize,
     cursor_moved: bool,
+    queue_undo: usize,
+    queue_next: u64,
 }
 
 /// What changed since the last look: what a persistent driver writes back.
@@ -801,7 +1023,9 @@ impl ZoneState {
             changed: Vec::new(),
             cursor_moved: false,
             undo: Vec::new(),
-            stale: BTreeSet::new(),
+            stale: BTreeMap::new(),
+            queue: ImpQueue::default(),
+            queue_undo: Vec::new(),
             geo,
         }
     }
@@ -815,6 +1039,8 @@ impl ZoneState {
             counts: self.counts,
             cursor: self.cursor,
             cursor_moved: self.cursor_moved,
+            queue_undo: self.queue_undo.len(),
+            queue_next: self.queue.next,
         }
     }
 
@@ -825,6 +1051,14 @@ impl ZoneState {
             let (i, wp, cond) = self.undo.pop().expect("undo entry");
             self.put(i, wp, cond);
         }
+        while self.queue_undo.len() > mark.queue_undo {
+            let (i, key) = self.queue_undo.pop().expect("queue undo entry");
+            self.queue.remove(i);
+            if let Some(k) = key {
+                self.queue.insert(i, k);
+            }
+        }
+        self.queue.next = mark.queue_next;
         self.changed.truncate(mark.changed);
         self.counts = mark.counts;
         self.cursor = mark.cursor;
@@ -887,6 +1121,7 @@ impl ZoneState {
     /// The zones changed (and whether the cursor moved) since the last call.
     pub fn take_changes(&mut self) -> Dirty {
         self.undo.clear();
+        self.queue_undo.clear();
         let mut zones = std::mem::take(&mut self.changed);
         zones.sort_unstable();
         zones.dedup();
@@ -1064,27 +1299,65 @@ impl ZoneState {
     /// kernel that plugs failed zones ([`Kernel::V6_12`]) the zone fails
     /// every write until [`refresh`](Self::refresh)ed.
     pub fn write_refused(&mut self, offset: u64) {
+        self.mark_stale(offset, false);
+    }
+
+    /// See [`write_refused`](Self::write_refused); `sticky`: a zone report
+    /// does not refresh it.
+    fn mark_stale(&mut self, offset: u64, sticky: bool) {
         if self.geo.kernel.plugs_failed_zones() && offset < self.geo.size {
-            self.stale.insert(self.geo.zone_index(offset));
+            let i = self.geo.zone_index(offset);
+            let was = self.stale.get(&i).copied().unwrap_or(false);
+            self.stale.insert(i, was || sticky);
         }
     }
 
-    /// The block layer learns the write pointers of `count` zones from the
-    /// one holding `offset` (a zone report of them, a reset, a finish): they
-    /// take writes again.
+    /// The block layer sets the write pointers of `count` zones from the
+    /// one holding `offset` (a reset or a finish of them): they take writes
+    /// again.
     pub fn refresh(&mut self, offset: u64, count: usize) {
+        self.stale_retain(offset, count, |_, _| false);
+    }
+
+    /// A zone report of `count` zones from the one holding `offset`: the
+    /// block layer learns their write pointers, and they take writes again,
+    /// except a zone left failing by a write refused at or past the
+    /// capacity of a full zone, or (NVMe) by a write the device refused to
+    /// an empty zone: on Linux 6.12.117 those stay failing, through reports
+    /// and from one process to the next, until a reset or finish (measured
+    /// in the VM tier, with qemu-io alike; see docs/semantics.md).
+    pub fn reported(&mut self, offset: u64, count: usize) {
+        self.stale_retain(offset, count, |st, i| st.stale.get(&i) == Some(&true));
+    }
+
+    /// Keeps in the stale set, of the `count` zones from the one holding
+    /// `offset`, those `keep` says.
+    fn stale_retain(
+        &mut self,
+        offset: u64,
+        count: usize,
+        keep: impl Fn(&ZoneState, usize) -> bool,
+    ) {
         if self.stale.is_empty() || offset >= self.geo.size {
             return;
         }
         let first = self.geo.zone_index(offset);
         let end = first.saturating_add(count);
-        let gone: Vec<usize> = self.stale.range(first..end).copied().collect();
+        let gone: Vec<usize> = self
+            .stale
+            .range(first..end)
+            .map(|(&i, _)| i)
+            .filter(|&i| !keep(self, i))
+            .collect();
         for i in gone {
             self.stale.remove(&i);
         }
     }
 
-    /// Checks a write of `[offset, offset + len)` without changing anything.
+    /// Checks a write of `[offset, offset + len)`. A refused write changes
+    /// nothing on the device, except the implicit close a device that
+    /// closes before its active check made ([`DeviceRules`]), and marks the
+    /// zone failing on Linux 6.12 ([`write_refused`](Self::write_refused)).
     /// The write is split at zone boundaries; a sequential piece must start
     /// at its zone's write pointer (so a later piece needs its zone empty or
     /// explicitly open at the start) and stay within the capacity;
@@ -1094,7 +1367,7 @@ impl ZoneState {
     /// device judges each on its own, so a refused crossing write can leave
     /// the pieces that were accepted; the emulated driver does that split
     /// and calls this once per request (`emulated::EmulatedZoned::write`).
-    pub fn check_write(&self, offset: u64, len: u64) -> io::Result<WritePlan> {
+    pub fn check_write(&mut self, offset: u64, len: u64) -> io::Result<WritePlan> {
         let end = offset.checked_add(len).ok_or_else(eio)?;
         if end > self.geo.size {
             return Err(eio());
@@ -1104,12 +1377,25 @@ impl ZoneState {
         let mut pos = offset;
         while pos < end {
             let i = self.geo.zone_index(pos);
-            if self.stale.contains(&i) {
-                return Err(eio());
-            }
             let z = self.geo.initial_zone(i);
             let n = (z.start + z.len).min(end) - pos;
-            tx.write(i, pos, n)?;
+            let (wp, cond) = tx.get(i);
+            let refused = match tx.block_layer_write(i, pos) {
+                // Refused at or past the capacity of a full zone.
+                Err(e) => Some((e, cond == ZoneCond::Full || pos >= z.start + z.cap)),
+                Ok(()) => tx.write(i, pos, n).err().map(|e| {
+                    let empty_nvme = wp == z.start
+                        && cond == ZoneCond::Empty
+                        && self.geo.device == Device::NvmeZns;
+                    (e, empty_nvme)
+                }),
+            };
+            if let Some((e, sticky)) = refused {
+                let closes = std::mem::take(&mut tx.closes);
+                self.keep_closes(&closes);
+                self.mark_stale(pos, sticky);
+                return Err(e);
+            }
             pieces.push((pos, n));
             pos += n;
         }
@@ -1134,7 +1420,7 @@ impl ZoneState {
     /// or when the data would pass the capacity (it never spills into the
     /// next zone); EINVAL for `len` 0 or above the append limit; open/active
     /// limits as for a write.
-    pub fn check_append(&self, zone_start: u64, len: u64) -> io::Result<AppendPlan> {
+    pub fn check_append(&mut self, zone_start: u64, len: u64) -> io::Result<AppendPlan> {
         if len == 0 || (self.geo.zone_append_max != 0 && len > self.geo.zone_append_max) {
             return Err(errno(Errno::EINVAL));
         }
@@ -1145,7 +1431,11 @@ impl ZoneState {
         let z = self.zone(i);
         append_position(&z, zone_start, len)?;
         let mut tx = Txn::new(self);
-        tx.write(i, z.wp, len)?;
+        if let Err(e) = tx.write(i, z.wp, len) {
+            let closes = std::mem::take(&mut tx.closes);
+            self.keep_closes(&closes);
+            return Err(e);
+        }
         Ok(AppendPlan {
             pos: z.wp,
             write: WritePlan {
@@ -1210,6 +1500,44 @@ impl ZoneState {
         Ok(())
     }
 
+    /// Does this device keep the [`ImpQueue`]?
+    fn queued(&self) -> bool {
+        self.geo.max_open != 0 && self.geo.rules().implicit_close != ImplicitClose::RoundRobin
+    }
+
+    /// Keeps the queue in step with zone `i` going from `old` to `new`.
+    fn requeue(&mut self, i: usize, old: ZoneCond, new: ZoneCond) {
+        let (was, is) = (old == ZoneCond::ImplicitOpen, new == ZoneCond::ImplicitOpen);
+        if was == is || !self.queued() {
+            return;
+        }
+        let before = if was {
+            self.queue.remove(i)
+        } else {
+            let key = match self.geo.rules().implicit_close {
+                ImplicitClose::Lowest => i as u64,
+                _ => self.queue.next,
+            };
+            self.queue.insert(i, key);
+            None
+        };
+        self.queue_undo.push((i, before));
+    }
+
+    /// Commits the implicit closes a refused command made (see
+    /// [`DeviceRules::close_before_active_check`]).
+    fn keep_closes(&mut self, zones: &[usize]) {
+        if zones.is_empty() {
+            return;
+        }
+        let mut tx = Txn::new(self);
+        for &i in zones {
+            tx.close_open_zone(i);
+        }
+        let changes = tx.done();
+        self.commit(&changes);
+    }
+
     fn commit(&mut self, c: &Changes) {
         debug_assert_eq!(
             c.generation, self.generation,
@@ -1222,6 +1550,7 @@ impl ZoneState {
             let (old_wp, old_cond) = self.get(i);
             self.undo.push((i, old_wp, old_cond));
             self.put(i, wp, cond);
+            self.requeue(i, old_cond, cond);
             self.changed.push(i);
         }
         self.cursor_moved |= c.cursor != self.cursor;
@@ -1243,6 +1572,9 @@ struct Txn<'a> {
     index: Vec<u32>,
     counts: ZoneCounts,
     cursor: usize,
+    /// Zones closed implicitly so far (kept when a device that closes
+    /// before its active check then refuses the command).
+    closes: Vec<usize>,
 }
 
 impl<'a> Txn<'a> {
@@ -1256,6 +1588,7 @@ impl<'a> Txn<'a> {
             index: Vec::new(),
             counts: base.counts,
             cursor: base.cursor,
+            closes: Vec::new(),
         }
     }
 
@@ -1331,9 +1664,20 @@ impl<'a> Txn<'a> {
         Err(errno(Errno::ETOOMANYREFS))
     }
 
-    /// Closes the next implicitly open zone from the cursor (wrapping over
-    /// the sequential zones) and moves the cursor past it.
+    /// Closes the implicitly open zone the device picks
+    /// ([`DeviceRules::implicit_close`]).
     fn close_implicit(&mut self) {
+        let i = match self.base.geo.rules().implicit_close {
+            ImplicitClose::RoundRobin => self.round_robin_victim(),
+            ImplicitClose::Oldest | ImplicitClose::Lowest => self.queue_victim(),
+        };
+        self.close_open_zone(i);
+        self.closes.push(i);
+    }
+
+    /// The next implicitly open zone from the cursor (wrapping over the
+    /// sequential zones); moves the cursor past it.
+    fn round_robin_victim(&mut self) -> usize {
         let g = self.base.geo;
         let nr_seq = g.nr_zones - g.nr_conv;
         let mut i = self.cursor;
@@ -1344,19 +1688,40 @@ impl<'a> Txn<'a> {
                 i + 1
             };
             if self.get(i).1 == ZoneCond::ImplicitOpen {
-                self.close_open_zone(i);
                 self.cursor = next;
-                return;
+                return i;
             }
             i = next;
         }
         unreachable!("implicit open count without an implicitly open zone");
     }
 
+    /// The implicitly open zone first in the device's queue: of the queued
+    /// zones still implicitly open here the first, else (or, for
+    /// [`ImplicitClose::Lowest`], if lower) one this command opened.
+    fn queue_victim(&self) -> usize {
+        let q = &self.base.queue;
+        let queued = q
+            .by_key
+            .values()
+            .copied()
+            .find(|&i| self.get(i).1 == ZoneCond::ImplicitOpen);
+        let mut new = self
+            .zones
+            .iter()
+            .filter(|e| e.2 == ZoneCond::ImplicitOpen && !q.key_of.contains_key(&e.0))
+            .map(|e| e.0);
+        let pick = match self.base.geo.rules().implicit_close {
+            ImplicitClose::Lowest => queued.into_iter().chain(new).min(),
+            _ => queued.or_else(|| new.next()),
+        };
+        pick.expect("implicit open count without an implicitly open zone")
+    }
+
     fn close_open_zone(&mut self, i: usize) {
         let wp = self.get(i).0;
         let start = i as u64 * self.base.geo.zone_size;
-        let cond = if wp == start {
+        let cond = if wp == start && !self.base.geo.rules().close_keeps_closed {
             ZoneCond::Empty
         } else {
             ZoneCond::Closed
@@ -1365,23 +1730,74 @@ impl<'a> Txn<'a> {
     }
 
     /// Resources needed to open or finish a zone in condition `c`: active
-    /// first, then open, as null_blk checks them.
+    /// first, then open, as null_blk checks them; a device that closes
+    /// before its active check (NVMe) closes an implicitly open zone
+    /// whenever the open limit is reached, then checks.
     fn check_resources(&mut self, c: ZoneCond) -> io::Result<()> {
-        match c {
-            ZoneCond::Empty => {
-                self.check_active()?;
-                self.check_open()
-            }
-            ZoneCond::Closed => self.check_open(),
-            _ => Ok(()),
+        if !matches!(c, ZoneCond::Empty | ZoneCond::Closed) {
+            return Ok(());
         }
+        let g = self.base.geo;
+        if !g.rules().close_before_active_check {
+            if c == ZoneCond::Empty {
+                self.check_active()?;
+            }
+            return self.check_open();
+        }
+        let full = |t: &Self| g.max_open != 0 && t.counts.open() >= g.max_open;
+        if full(self) && self.counts.imp_open > 0 {
+            self.close_implicit();
+        }
+        if c == ZoneCond::Empty {
+            self.check_active()?;
+        }
+        if full(self) {
+            return Err(errno(Errno::ETOOMANYREFS));
+        }
+        Ok(())
     }
 
-    /// EIO for a conventional, read-only or offline zone.
-    fn seq_zone(&self, i: usize) -> io::Result<(Zone, u64, ZoneCond)> {
-        let z = self.base.geo.initial_zone(i);
+    /// What Linux 6.12's block layer refuses (EIO) before the device sees
+    /// a write to zone `i` at `pos`: a zone whose write pointer it must
+    /// refresh, and, as its zone write plug tracks the write pointer of a
+    /// zone that is neither empty nor full, a write there not at that
+    /// pointer, or one at or past the capacity (a plug made for an empty or
+    /// full zone takes the write's own position as the write pointer, so
+    /// the device judges other writes there). Nothing on 6.1.
+    fn block_layer_write(&self, i: usize, pos: u64) -> io::Result<()> {
+        let g = self.base.geo;
+        if !g.kernel.plugs_failed_zones() || i < g.nr_conv {
+            return Ok(());
+        }
+        if self.base.stale.contains_key(&i) {
+            return Err(eio());
+        }
+        let z = g.initial_zone(i);
+        let wp_off = self.get(i).0 - z.start;
+        let partial = wp_off > 0 && wp_off < z.cap;
+        if (partial && pos != z.start + wp_off) || pos - z.start >= z.cap {
+            return Err(eio());
+        }
+        Ok(())
+    }
+
+    /// The zone `op` works on: EIO for a read-only or offline zone; for a
+    /// conventional one the device's refusal, or EIO from Linux 6.12's
+    /// block layer for a reset or finish.
+    fn seq_zone(&self, i: usize, op: ZoneOp) -> io::Result<(Zone, u64, ZoneCond)> {
+        let g = self.base.geo;
+        let z = g.initial_zone(i);
         let (wp, c) = self.get(i);
-        if z.is_conventional() || matches!(c, ZoneCond::ReadOnly | ZoneCond::Offline) {
+        if z.is_conventional() {
+            let by_block_layer =
+                g.kernel.plugs_failed_zones() && matches!(op, ZoneOp::Reset | ZoneOp::Finish);
+            return Err(if by_block_layer {
+                eio()
+            } else {
+                errno(g.rules().refusal)
+            });
+        }
+        if matches!(c, ZoneCond::ReadOnly | ZoneCond::Offline) {
             return Err(eio());
         }
         Ok((z, wp, c))
@@ -1391,15 +1807,27 @@ impl<'a> Txn<'a> {
         if i < self.base.geo.nr_conv {
             return Ok(());
         }
-        let (z, wp, c) = self.seq_zone(i)?;
-        if c == ZoneCond::Full || offset != wp || wp + len > z.start + z.cap {
+        let z = self.base.geo.initial_zone(i);
+        let (wp, c) = self.get(i);
+        if matches!(c, ZoneCond::ReadOnly | ZoneCond::Offline) {
             return Err(eio());
+        }
+        let rules = self.base.geo.rules();
+        if c == ZoneCond::Full || offset != wp || wp + len > z.start + z.cap {
+            return Err(errno(rules.refusal));
         }
         self.check_resources(c)?;
         let new_wp = wp + len;
-        let cond = if new_wp == z.start + z.cap {
-            ZoneCond::Full
-        } else if c == ZoneCond::ExplicitOpen {
+        if new_wp == z.start + z.cap {
+            let wp = if rules.full_wp_at_zone_end {
+                z.start + z.len
+            } else {
+                new_wp
+            };
+            self.set(i, wp, ZoneCond::Full);
+            return Ok(());
+        }
+        let cond = if c == ZoneCond::ExplicitOpen {
             ZoneCond::ExplicitOpen
         } else {
             ZoneCond::ImplicitOpen
@@ -1409,9 +1837,10 @@ impl<'a> Txn<'a> {
     }
 
     fn open(&mut self, i: usize) -> io::Result<()> {
-        let (_, wp, c) = self.seq_zone(i)?;
+        let (_, wp, c) = self.seq_zone(i, ZoneOp::Open)?;
         match c {
             ZoneCond::ExplicitOpen => return Ok(()),
+            ZoneCond::Full if self.base.geo.rules().open_full_ok => return Ok(()),
             ZoneCond::Empty | ZoneCond::Closed => self.check_resources(c)?,
             ZoneCond::ImplicitOpen => {}
             _ => return Err(eio()),
@@ -1421,9 +1850,10 @@ impl<'a> Txn<'a> {
     }
 
     fn close(&mut self, i: usize) -> io::Result<()> {
-        let (_, _, c) = self.seq_zone(i)?;
+        let (_, _, c) = self.seq_zone(i, ZoneOp::Close)?;
         match c {
             ZoneCond::Closed => Ok(()),
+            ZoneCond::Empty | ZoneCond::Full if self.base.geo.rules().close_any_ok => Ok(()),
             ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen => {
                 self.close_open_zone(i);
                 Ok(())
@@ -1433,10 +1863,14 @@ impl<'a> Txn<'a> {
     }
 
     fn finish(&mut self, i: usize) -> io::Result<()> {
-        let (z, _, c) = self.seq_zone(i)?;
+        let (z, _, c) = self.seq_zone(i, ZoneOp::Finish)?;
         match c {
             ZoneCond::Full => return Ok(()),
-            ZoneCond::Empty | ZoneCond::Closed => self.check_resources(c)?,
+            ZoneCond::Empty | ZoneCond::Closed => {
+                if self.base.geo.rules().finish_needs_resources {
+                    self.check_resources(c)?
+                }
+            }
             ZoneCond::ImplicitOpen | ZoneCond::ExplicitOpen => {}
             _ => return Err(eio()),
         }
@@ -1445,7 +1879,7 @@ impl<'a> Txn<'a> {
     }
 
     fn reset(&mut self, i: usize) -> io::Result<()> {
-        let (z, _, c) = self.seq_zone(i)?;
+        let (z, _, c) = self.seq_zone(i, ZoneOp::Reset)?;
         if c != ZoneCond::Empty {
             self.set(i, z.start, ZoneCond::Empty);
         }
@@ -1542,6 +1976,7 @@ mod tests {
             max_active,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         }
     }
 
@@ -2555,6 +2990,7 @@ mod tests {
                 max_active: 0,
                 zone_append_max: 0,
                 kernel: Kernel::V6_1,
+                device: Device::NullBlk,
             })
             .unwrap();
             let mut st = ZoneState::new(geo);

@@ -52,7 +52,9 @@ use super::emulated::{
 };
 use super::open::open_child;
 use super::zone::ZoneCond;
-use super::zone_rules::{Dirty, Kernel, SavedZones, ZoneConfig, ZoneGeometry, ZoneLoad, ZoneState};
+use super::zone_rules::{
+    Device, Dirty, Kernel, SavedZones, ZoneConfig, ZoneGeometry, ZoneLoad, ZoneState,
+};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 pub const MAGIC: &[u8; 8] = b"ZIOZONED";
@@ -103,11 +105,13 @@ fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default())
 }
 
-/// Where the header's fields end; every byte from here to the checksum is
-/// zero.
 /// The kernel profile's code (`Kernel::code`; 0, 6.1, in older images).
 const KERNEL_AT: usize = 104;
-const HEADER_FIELDS_END: usize = 105;
+/// The device family's code (`Device::code`; 0, null_blk, in older images).
+const DEVICE_AT: usize = 105;
+/// Where the header's fields end; every byte from here to the checksum is
+/// zero.
+const HEADER_FIELDS_END: usize = 106;
 
 impl Header {
     /// The layout for a geometry.
@@ -145,6 +149,7 @@ impl Header {
         b[88..96].copy_from_slice(&self.log_offset.to_le_bytes());
         b[96..104].copy_from_slice(&self.log_size.to_le_bytes());
         b[KERNEL_AT] = c.kernel.code();
+        b[DEVICE_AT] = c.device.code();
         let sum = crc(&b[..HEADER_SIZE as usize - 4]);
         b[HEADER_SIZE as usize - 4..].copy_from_slice(&sum.to_le_bytes());
         b
@@ -189,6 +194,8 @@ impl Header {
             zone_append_max: le64(b, 64),
             kernel: Kernel::from_code(b[KERNEL_AT])
                 .ok_or_else(|| format!("unknown kernel profile {} in the header", b[KERNEL_AT]))?,
+            device: Device::from_code(b[DEVICE_AT])
+                .ok_or_else(|| format!("unknown device family {} in the header", b[DEVICE_AT]))?,
         };
         let geo = ZoneGeometry::new(&cfg).map_err(|e| format!("impossible geometry: {e}"))?;
         let want = Header::for_config(cfg, &geo);
@@ -707,6 +714,9 @@ pub(crate) fn create_opts(path: &str, size: u64, opts: &mut OptionMap) -> Result
     ) + &match cfg.kernel {
         Kernel::V6_1 => String::new(),
         k => format!(" kernel={}", k.name()),
+    } + &match cfg.device {
+        Device::NullBlk => String::new(),
+        d => format!(" device={}", d.name()),
     })
 }
 
@@ -1116,6 +1126,7 @@ mod tests {
             max_active: 3,
             zone_append_max: 0,
             kernel: Kernel::V6_1,
+            device: Device::NullBlk,
         }
     }
 

@@ -155,7 +155,7 @@ pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) ->
     // Each zone's condition against its write pointer.
     for (i, e) in saved.zones.iter_mut().enumerate() {
         let z = zone(i);
-        if !z.fits(e.0, e.1) {
+        if !z.fits(e.0, e.1, geo.rules().close_keeps_closed) {
             let (nwp, ncond) = derive(&z, e.0);
             problems.push(Problem {
                 what: format!(
@@ -305,7 +305,7 @@ fn write_repair(
 /// full at its capacity).
 fn derive(z: &Zone, wp: u64) -> (u64, ZoneCond) {
     let (s, cap_end, end) = (z.start, z.start + z.cap, z.start + z.len);
-    if z.fits(end, ZoneCond::NotWp) {
+    if z.fits(end, ZoneCond::NotWp, false) {
         return (end, ZoneCond::NotWp);
     }
     let wp = wp / 512 * 512;

@@ -15,7 +15,7 @@
 
 #![deny(unsafe_code)]
 
-use zio_block::zone_rules::{Kernel, ZoneConfig, ZoneGeometry, ZoneState};
+use zio_block::zone_rules::{Device, Kernel, ZoneConfig, ZoneGeometry, ZoneState};
 use zio_block::{Zone, ZoneCond, ZoneOp, ZoneType};
 
 const EIO: i32 = 5;
@@ -358,6 +358,7 @@ fn geometries() -> Vec<ZoneConfig> {
         max_active: active,
         zone_append_max: append,
         kernel: Kernel::V6_1,
+        device: Device::NullBlk,
     };
     vec![
         g(8, 0, None, 0, 0, 0, 0),
@@ -572,6 +573,7 @@ fn round_robin_implicit_close_by_hand() {
         max_active: 0,
         zone_append_max: 0,
         kernel: Kernel::V6_1,
+        device: Device::NullBlk,
     };
     let mut st = ZoneState::new(ZoneGeometry::new(&cfg).unwrap());
     let mut m = Model::new(&cfg);

@@ -3,7 +3,8 @@
 //! `# nullb-configfs: KEY=VALUE...` (the same names and units, but the
 //! device is made through null_blk's configfs, which gives it the
 //! `zone_readonly` / `zone_offline` attributes), and optionally
-//! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G]`, and
+//! `# nvme: zns [zone_size=16M] [zone_capacity=12M] [size=1G] [max_open=N]
+//! [max_active=N]`, and
 //! optionally `# scsi_debug: KEY=VALUE...` (scsi_debug module parameters:
 //! a host-managed SCSI ZBC disk, e.g. `zbc=managed zone_size_mb=4`), and
 //! `# kernels: 6.1 6.12` (the kernels it runs on; default the pinned 6.1).
@@ -74,6 +75,10 @@ pub struct Zns {
     pub zone_capacity: String,
     /// The namespace (backing file) size in bytes.
     pub size: u64,
+    /// `zoned.max_open` (0: no limit).
+    pub max_open: u32,
+    /// `zoned.max_active` (0: no limit).
+    pub max_active: u32,
 }
 
 impl Default for Zns {
@@ -82,6 +87,8 @@ impl Default for Zns {
             zone_size: "16M".into(),
             zone_capacity: "12M".into(),
             size: 1 << 30,
+            max_open: 0,
+            max_active: 0,
         }
     }
 }
@@ -153,8 +160,8 @@ impl Needs {
             "nvme,id=nvme0,serial=zio0,zoned.zasl=5".to_string(),
             "-device".to_string(),
             format!(
-                "nvme-ns,drive=zns0,bus=nvme0,nsid=1,zoned=true,zoned.zone_size={},zoned.zone_capacity={}",
-                zns.zone_size, zns.zone_capacity
+                "nvme-ns,drive=zns0,bus=nvme0,nsid=1,zoned=true,zoned.zone_size={},zoned.zone_capacity={},zoned.max_open={},zoned.max_active={}",
+                zns.zone_size, zns.zone_capacity, zns.max_open, zns.max_active
             ),
         ]
         .into()
@@ -175,8 +182,8 @@ impl fmt::Display for Needs {
         if let Some(z) = &self.nvme {
             write!(
                 f,
-                " + nvme zns zone_size={} zone_capacity={} size={}",
-                z.zone_size, z.zone_capacity, z.size
+                " + nvme zns zone_size={} zone_capacity={} size={} max_open={} max_active={}",
+                z.zone_size, z.zone_capacity, z.size, z.max_open, z.max_active
             )?;
         }
         if let Some(words) = &self.scsi {
@@ -210,6 +217,17 @@ fn parse_zns(words: &[String]) -> Result<Zns, String> {
     let mut zns = Zns::default();
     for word in &words[1..] {
         let (key, value) = word.split_once('=').unwrap_or((word, ""));
+        if let "max_open" | "max_active" = key {
+            let n = value
+                .parse::<u32>()
+                .map_err(|_| format!("bad `# nvme:` word '{word}' (want {key}=NUMBER)"))?;
+            if key == "max_open" {
+                zns.max_open = n;
+            } else {
+                zns.max_active = n;
+            }
+            continue;
+        }
         let bytes = parse_size(value)
             .ok_or_else(|| format!("bad `# nvme:` word '{word}' (want KEY=SIZE)"))?;
         match key {
