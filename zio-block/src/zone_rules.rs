@@ -202,8 +202,8 @@ pub struct DeviceRules {
     pub full_wp_at_zone_end: bool,
     /// The error of a write the device refuses for its write pointer, a
     /// full zone or the capacity, and of a zone command on a conventional
-    /// zone: EIO, or EREMOTEIO for a SCSI disk (sd maps the ILLEGAL REQUEST
-    /// sense to BLK_STS_TARGET).
+    /// zone: EIO, or EREMOTEIO for a SCSI disk (scsi_debug's ILLEGAL
+    /// REQUEST sense reaches the block layer as BLK_STS_TARGET).
     pub refusal: Errno,
     /// What bytes never written (at or after a write pointer, or below it
     /// after a finish or reset) read as: 0xff on null_blk with
@@ -1982,6 +1982,178 @@ mod tests {
 
     fn state(nr_zones: u64, nr_conv: usize, max_open: u32, max_active: u32) -> ZoneState {
         ZoneState::new(ZoneGeometry::new(&cfg(nr_zones, nr_conv, max_open, max_active)).unwrap())
+    }
+
+    fn family(device: Device, kernel: Kernel, nr_conv: usize, open: u32, active: u32) -> ZoneState {
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            device,
+            kernel,
+            ..cfg(8, nr_conv, open, active)
+        })
+        .unwrap();
+        ZoneState::new(geo)
+    }
+
+    fn try_write(st: &mut ZoneState, offset: u64) -> Option<i32> {
+        match st.check_write(offset, BS) {
+            Ok(plan) => {
+                st.apply_write(&plan);
+                None
+            }
+            Err(e) => e.raw_os_error(),
+        }
+    }
+
+    fn conds_of(st: &ZoneState, zones: std::ops::Range<usize>) -> Vec<ZoneCond> {
+        zones.map(|i| st.get(i).1).collect()
+    }
+
+    #[test]
+    fn families_refuse_what_their_drivers_refuse() {
+        use ZoneCond::*;
+        let bad = |d: Device, nr_conv, active| {
+            ZoneGeometry::new(&ZoneConfig {
+                device: d,
+                max_active: active,
+                ..cfg(8, nr_conv, 0, 0)
+            })
+            .unwrap_err()
+        };
+        assert_eq!(
+            bad(Device::NvmeZns, 1, 0),
+            "device=nvme-zns has no conventional zones (zone_nr_conv=1)"
+        );
+        assert_eq!(
+            bad(Device::ScsiZbc, 0, 2),
+            "device=scsi-zbc has no active zone limit (zone_max_active=2)"
+        );
+        for d in Device::ALL {
+            assert_eq!(Device::parse(d.name()), Some(d));
+            assert_eq!(Device::from_code(d.code()), Some(d));
+        }
+        // SCSI: open of a full zone and close of an empty or full one are
+        // no-ops; a write not at the write pointer is EREMOTEIO, a full zone
+        // reports its end.
+        let mut st = family(Device::ScsiZbc, Kernel::V6_1, 1, 0, 0);
+        assert!(st.zone_mgmt(ZoneOp::Close, ZS, ZS).is_ok());
+        assert!(st.zone_mgmt(ZoneOp::Finish, ZS, ZS).is_ok());
+        assert!(st.zone_mgmt(ZoneOp::Open, ZS, ZS).is_ok());
+        assert!(st.zone_mgmt(ZoneOp::Close, ZS, ZS).is_ok());
+        assert_eq!(st.get(1), (2 * ZS, Full));
+        assert_eq!(try_write(&mut st, 2 * ZS + BS), Some(libc::EREMOTEIO));
+        let plan = st.check_write(2 * ZS, ZS).unwrap();
+        st.apply_write(&plan);
+        assert_eq!(st.get(2), (3 * ZS, Full));
+        // A conventional zone's finish: the device's refusal on 6.1, the
+        // block layer's EIO on 6.12.
+        let code = |st: &mut ZoneState| st.zone_mgmt(ZoneOp::Finish, 0, 8 * ZS).unwrap_err();
+        assert_eq!(code(&mut st).raw_os_error(), Some(libc::EREMOTEIO));
+        let mut st = family(Device::ScsiZbc, Kernel::V6_12, 1, 0, 0);
+        assert_eq!(code(&mut st).raw_os_error(), Some(libc::EIO));
+        // null_blk: the same commands fail with EIO.
+        let mut st = family(Device::NullBlk, Kernel::V6_1, 1, 0, 0);
+        assert!(st.zone_mgmt(ZoneOp::Close, ZS, ZS).is_err());
+        assert_eq!(try_write(&mut st, ZS + BS), Some(libc::EIO));
+        // NVMe: a close leaves an explicitly opened empty zone closed, and
+        // a finish takes no resources.
+        let mut st = family(Device::NvmeZns, Kernel::V6_1, 0, 1, 1);
+        st.zone_mgmt(ZoneOp::Open, 0, ZS).unwrap();
+        st.zone_mgmt(ZoneOp::Close, 0, ZS).unwrap();
+        assert_eq!(st.get(0), (0, Closed));
+        assert!(st.zone_mgmt(ZoneOp::Finish, ZS, ZS).is_ok());
+        assert_eq!(conds_of(&st, 0..2), [Closed, Full]);
+    }
+
+    #[test]
+    fn families_close_their_own_implicitly_open_zone() {
+        use ZoneCond::*;
+        // Open zones 3, 1, 2 in that order (limit 3), then a fourth.
+        let run = |d: Device| {
+            let mut st = family(d, Kernel::V6_1, 0, 3, 0);
+            for z in [3, 1, 2, 4] {
+                assert_eq!(try_write(&mut st, z * ZS), None);
+            }
+            conds_of(&st, 1..5)
+        };
+        // null_blk: round robin from the first zone; NVMe: the oldest (3);
+        // SCSI: the lowest (1).
+        assert_eq!(
+            run(Device::NullBlk),
+            [Closed, ImplicitOpen, ImplicitOpen, ImplicitOpen]
+        );
+        assert_eq!(
+            run(Device::NvmeZns),
+            [ImplicitOpen, ImplicitOpen, Closed, ImplicitOpen]
+        );
+        assert_eq!(
+            run(Device::ScsiZbc),
+            [Closed, ImplicitOpen, ImplicitOpen, ImplicitOpen]
+        );
+        // The queue follows rollbacks: take the fourth write back, and the
+        // oldest is zone 3 again.
+        let mut st = family(Device::NvmeZns, Kernel::V6_1, 0, 2, 0);
+        for z in [3, 1] {
+            try_write(&mut st, z * ZS);
+        }
+        st.take_changes();
+        let mark = st.mark();
+        try_write(&mut st, 2 * ZS);
+        assert_eq!(conds_of(&st, 1..4), [ImplicitOpen, ImplicitOpen, Closed]);
+        st.rollback(mark);
+        assert_eq!(conds_of(&st, 1..4), [ImplicitOpen, Empty, ImplicitOpen]);
+        try_write(&mut st, 4 * ZS);
+        assert_eq!(
+            conds_of(&st, 1..5),
+            [ImplicitOpen, Empty, Closed, ImplicitOpen]
+        );
+        // NVMe closes before it checks the active limit, and the close
+        // stays when that check refuses: open 2, active 2.
+        let mut st = family(Device::NvmeZns, Kernel::V6_1, 0, 2, 2);
+        try_write(&mut st, ZS);
+        try_write(&mut st, 2 * ZS);
+        assert_eq!(try_write(&mut st, 3 * ZS), Some(libc::EOVERFLOW));
+        assert_eq!(conds_of(&st, 1..4), [Closed, ImplicitOpen, Empty]);
+        // null_blk leaves both open and refuses the same way.
+        let mut st = family(Device::NullBlk, Kernel::V6_1, 0, 2, 2);
+        try_write(&mut st, ZS);
+        try_write(&mut st, 2 * ZS);
+        assert_eq!(try_write(&mut st, 3 * ZS), Some(libc::EOVERFLOW));
+        assert_eq!(conds_of(&st, 1..4), [ImplicitOpen, ImplicitOpen, Empty]);
+    }
+
+    #[test]
+    fn linux_6_12_refuses_what_its_write_plugs_know_with_eio() {
+        // SCSI: a write behind the write pointer of a partly written zone
+        // is the block layer's EIO on 6.12, the device's EREMOTEIO on 6.1;
+        // in an empty zone the device judges it on both.
+        for (kernel, behind) in [(Kernel::V6_1, libc::EREMOTEIO), (Kernel::V6_12, libc::EIO)] {
+            let mut st = family(Device::ScsiZbc, kernel, 0, 0, 0);
+            try_write(&mut st, ZS);
+            assert_eq!(try_write(&mut st, ZS), Some(behind));
+            assert_eq!(try_write(&mut st, 2 * ZS + BS), Some(libc::EREMOTEIO));
+        }
+        // A write refused at the capacity of a full zone stays failing
+        // through reports; one refused behind a write pointer does not.
+        let geo = ZoneGeometry::new(&ZoneConfig {
+            device: Device::ScsiZbc,
+            kernel: Kernel::V6_12,
+            zone_capacity: Some(ZS / 2),
+            ..cfg(8, 0, 0, 0)
+        })
+        .unwrap();
+        let mut st = ZoneState::new(geo);
+        let plan = st.check_write(ZS, ZS / 2).unwrap();
+        st.apply_write(&plan);
+        assert_eq!(st.get(1), (2 * ZS, ZoneCond::Full));
+        assert_eq!(try_write(&mut st, ZS + ZS / 2), Some(libc::EIO));
+        st.reported(0, 8);
+        assert_eq!(try_write(&mut st, ZS), Some(libc::EIO));
+        st.refresh(ZS, 1);
+        assert_eq!(try_write(&mut st, ZS), Some(libc::EREMOTEIO));
+        try_write(&mut st, 3 * ZS);
+        assert_eq!(try_write(&mut st, 3 * ZS), Some(libc::EIO));
+        st.reported(3 * ZS, 1);
+        assert_eq!(try_write(&mut st, 3 * ZS + BS), None);
     }
 
     #[test]
