@@ -87,7 +87,7 @@ impl From<&Zone> for ZoneRecord {
             capacity: z.cap,
             capacity_sectors: z.cap >> 9,
             wp: z.wp,
-            wp_sectors: z.wp >> 9,
+            wp_sectors: z.wp_sectors(),
             ztype: z.ztype.as_u8(),
             type_name: type_name(z.ztype),
             cond: z.cond.as_u8(),

@@ -187,7 +187,7 @@ fn push_zone(line: &mut Vec<u8>, z: &Zone) {
     line.extend_from_slice(b", cap ");
     push_hex(line, z.cap >> 9);
     line.extend_from_slice(b", wptr ");
-    push_hex(line, z.wp >> 9);
+    push_hex(line, z.wp_sectors());
     line.extend_from_slice(b", zcond:");
     push_dec(line, z.cond.as_u8());
     line.extend_from_slice(b", [type: ");

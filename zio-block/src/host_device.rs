@@ -171,8 +171,12 @@ fn decode_zone(w: &[u64], has_capacity: bool) -> Zone {
     let cap = if has_capacity { w[4] << 9 } else { len };
     // The write pointer of a conventional, read-only or offline zone means
     // nothing (ZBC and ZNS call it invalid; null_blk reports all ones for
-    // the last two): the zone's end, as zio's own devices report it.
-    let wp = if ztype == ZoneType::Conventional
+    // the last two). An all-ones one of a conventional zone (a SCSI disk's)
+    // is passed on, as qemu-io prints it; otherwise the zone's end, as
+    // zio's own devices report it.
+    let wp = if ztype == ZoneType::Conventional && w[2] == u64::MAX {
+        Zone::INVALID_WP
+    } else if ztype == ZoneType::Conventional
         || matches!(cond, ZoneCond::ReadOnly | ZoneCond::Offline)
     {
         start + len

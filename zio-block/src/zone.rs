@@ -79,7 +79,8 @@ impl ZoneCond {
 }
 
 /// A zone descriptor as a zone report returns it (bytes). Conventional zones
-/// report `wp = start + len`, `cap = len`, condition `NotWp`.
+/// report `cap = len`, condition `NotWp` and `wp = start + len`, or
+/// [`Zone::INVALID_WP`] where the device reports an invalid one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Zone {
     pub start: u64,
@@ -88,6 +89,22 @@ pub struct Zone {
     pub wp: u64,
     pub ztype: ZoneType,
     pub cond: ZoneCond,
+}
+
+impl Zone {
+    /// The write pointer of a zone whose device reports an invalid one (a
+    /// SCSI disk's conventional zones: all ones, which qemu-io prints as
+    /// `wptr 0xffffffffffffffff`).
+    pub const INVALID_WP: u64 = u64::MAX;
+
+    /// The write pointer in 512-byte sectors, as reports print it.
+    pub fn wp_sectors(&self) -> u64 {
+        if self.wp == Zone::INVALID_WP {
+            u64::MAX
+        } else {
+            self.wp >> 9
+        }
+    }
 }
 
 /// Zone management operations over a range of zones.

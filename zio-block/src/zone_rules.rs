@@ -205,6 +205,9 @@ pub struct DeviceRules {
     /// zone: EIO, or EREMOTEIO for a SCSI disk (scsi_debug's ILLEGAL
     /// REQUEST sense reaches the block layer as BLK_STS_TARGET).
     pub refusal: Errno,
+    /// A conventional zone reports an invalid write pointer, all ones
+    /// ([`Zone::INVALID_WP`]; scsi_debug, passed on by sd), not its end.
+    pub conventional_wp_invalid: bool,
     /// What bytes never written (at or after a write pointer, or below it
     /// after a finish or reset) read as: 0xff on null_blk with
     /// memory_backed=1, zeros on the others.
@@ -253,6 +256,7 @@ impl Device {
             close_keeps_closed: false,
             full_wp_at_zone_end: false,
             refusal: Errno::EIO,
+            conventional_wp_invalid: false,
             unwritten: 0xff,
         };
         match self {
@@ -275,6 +279,7 @@ impl Device {
                 close_any_ok: true,
                 full_wp_at_zone_end: true,
                 refusal: Errno::EREMOTEIO,
+                conventional_wp_invalid: true,
                 unwritten: 0,
                 ..null_blk
             },
@@ -1210,9 +1215,20 @@ impl ZoneState {
             return Vec::new();
         }
         let first = self.geo.zone_index(offset);
+        let invalid = self.geo.rules().conventional_wp_invalid;
         (first..self.geo.nr_zones)
             .take(max)
-            .map(|i| self.zone(i))
+            .map(|i| {
+                let z = self.zone(i);
+                if invalid && z.is_conventional() {
+                    Zone {
+                        wp: Zone::INVALID_WP,
+                        ..z
+                    }
+                } else {
+                    z
+                }
+            })
             .collect()
     }
 
@@ -2035,6 +2051,8 @@ mod tests {
         // no-ops; a write not at the write pointer is EREMOTEIO, a full zone
         // reports its end.
         let mut st = family(Device::ScsiZbc, Kernel::V6_1, 1, 0, 0);
+        assert_eq!(st.report(0, 1)[0].wp, Zone::INVALID_WP);
+        assert_eq!(st.report(0, 1)[0].wp_sectors(), u64::MAX);
         assert!(st.zone_mgmt(ZoneOp::Close, ZS, ZS).is_ok());
         assert!(st.zone_mgmt(ZoneOp::Finish, ZS, ZS).is_ok());
         assert!(st.zone_mgmt(ZoneOp::Open, ZS, ZS).is_ok());
