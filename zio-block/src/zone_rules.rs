@@ -1543,7 +1543,7 @@ impl ZoneState {
     /// Commits the implicit closes a refused command made (see
     /// [`DeviceRules::close_before_active_check`]).
     fn keep_closes(&mut self, zones: &[usize]) {
-        if zones.is_empty() {
+        if zones.is_empty() || !self.geo.rules().close_before_active_check {
             return;
         }
         let mut tx = Txn::new(self);

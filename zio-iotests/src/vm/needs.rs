@@ -292,9 +292,15 @@ mod tests {
         let args = n.qemu_args("zns.raw").join(" ");
         assert!(args.contains("file=zns.raw,id=zns0"), "{args}");
         assert!(
-            args.ends_with("zoned.zone_size=16M,zoned.zone_capacity=8M"),
+            args.ends_with(
+                "zoned.zone_size=16M,zoned.zone_capacity=8M,zoned.max_open=0,zoned.max_active=0"
+            ),
             "{args}"
         );
+        let n = Needs::of("# nvme: zns max_open=2 max_active=3\n", DEFAULT_KERNEL).unwrap();
+        let z = n.nvme.unwrap();
+        assert_eq!((z.max_open, z.max_active), (2, 3));
+        assert!(Needs::of("# nvme: zns max_open=x\n", DEFAULT_KERNEL).is_err());
     }
 
     #[test]
