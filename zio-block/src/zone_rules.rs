@@ -801,12 +801,12 @@ pub struct ZoneState {
     /// `take_changes`, for [`rollback`](Self::rollback).
     undo: Vec<(usize, u64, ZoneCond)>,
     /// Zones whose write pointer the host block layer must refresh before
-    /// it takes another write ([`Kernel::V6_12`] after a refused write).
-    /// Block layer state, not the device's: never stored, committed or
-    /// rolled back, and empty at open (as after QEMU's open, which reports
-    /// every zone).
-    /// Each with whether a zone report leaves it so (see
-    /// [`reported`](Self::reported)).
+    /// it takes another write ([`Kernel::V6_12`] after a refused write),
+    /// each with whether a zone report leaves it so (see
+    /// [`reported`](Self::reported)). Block layer state, not the device's:
+    /// never stored, committed or rolled back, and empty at open. (The
+    /// real kernel keeps the zones a report does not refresh from one
+    /// process to the next; an emulated device forgets them when it closes.)
     stale: BTreeMap<usize, bool>,
     /// The implicitly open zones in the order the device closes them, for
     /// a device whose implicit close is not round robin and that has an
