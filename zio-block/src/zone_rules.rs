@@ -1313,13 +1313,8 @@ impl ZoneState {
 
     /// A write request to the zone holding `offset` was refused: on a
     /// kernel that plugs failed zones ([`Kernel::V6_12`]) the zone fails
-    /// every write until [`refresh`](Self::refresh)ed.
-    pub fn write_refused(&mut self, offset: u64) {
-        self.mark_stale(offset, false);
-    }
-
-    /// See [`write_refused`](Self::write_refused); `sticky`: a zone report
-    /// does not refresh it.
+    /// every write until [`refresh`](Self::refresh)ed, or with `sticky`
+    /// false also by a report ([`reported`](Self::reported)).
     fn mark_stale(&mut self, offset: u64, sticky: bool) {
         if self.geo.kernel.plugs_failed_zones() && offset < self.geo.size {
             let i = self.geo.zone_index(offset);
@@ -1373,7 +1368,7 @@ impl ZoneState {
     /// Checks a write of `[offset, offset + len)`. A refused write changes
     /// nothing on the device, except the implicit close a device that
     /// closes before its active check made ([`DeviceRules`]), and marks the
-    /// zone failing on Linux 6.12 ([`write_refused`](Self::write_refused)).
+    /// zone failing on Linux 6.12 (see [`reported`](Self::reported)).
     /// The write is split at zone boundaries; a sequential piece must start
     /// at its zone's write pointer (so a later piece needs its zone empty or
     /// explicitly open at the start) and stay within the capacity;
@@ -2187,18 +2182,17 @@ mod tests {
             st.apply_write(&plan);
             // Not at the write pointer: refused by the device.
             assert!(st.check_write(ZS + 2 * BS, BS).is_err());
-            st.write_refused(ZS + 2 * BS);
             // At the write pointer: 6.1 takes it, 6.12 fails it.
             assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
             // Other zones are not affected.
             assert!(st.check_write(2 * ZS, BS).is_ok());
             // A report of another zone does not help; one of this zone does.
-            st.refresh(2 * ZS, 2);
+            st.reported(2 * ZS, 2);
             assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
-            st.refresh(0, 2);
+            st.reported(0, 2);
             assert!(st.check_write(ZS + BS, BS).is_ok());
             // A reset refreshes too.
-            st.write_refused(ZS);
+            assert!(st.check_write(ZS, BS).is_err());
             assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
             st.zone_mgmt_outcome(ZoneOp::Reset, ZS, ZS).result.unwrap();
             assert!(st.check_write(ZS, BS).is_ok());
