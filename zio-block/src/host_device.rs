@@ -27,7 +27,7 @@ use nix::errno::Errno;
 use super::driver::OnProgress;
 use super::file::FileNode;
 use super::zone::{KernelSeries, Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
-use super::zone_rules::{self, ZoneError};
+use super::zone_rules::{self, Device, ZoneError};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno};
 
 /// `struct blk_zone_report` (linux/blkzoned.h): the header before the zones.
@@ -148,15 +148,14 @@ impl Queue {
                     .find_map(|l| l.strip_prefix("DEVNAME=").map(str::to_string))
             })
             .unwrap_or_default();
-        if name.starts_with("nullb") {
-            "null_blk"
-        } else if name.starts_with("nvme") {
-            "nvme-zns"
-        } else if name.starts_with("sd") {
-            "scsi-zbc"
-        } else {
-            "other"
-        }
+        let family = [
+            ("nullb", Device::NullBlk),
+            ("nvme", Device::NvmeZns),
+            ("sd", Device::ScsiZbc),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| name.starts_with(prefix));
+        family.map_or("other", |(_, d)| d.name())
     }
 }
 
