@@ -76,7 +76,8 @@ enum Action {
     /// zone_nr_conv (conventional zones first, default 0), zone_max_open and
     /// zone_max_active (0: no limit, the default), zone_append_max (bytes,
     /// 0: no limit), kernel (6.1, the default, or 6.12: the host block
-    /// layer it answers as).
+    /// layer it answers as), device (null_blk, the default, nvme-zns or
+    /// scsi-zbc: the device family whose rules it follows).
     Create {
         /// Image format
         #[arg(short = 'f', long = "format", default_value = "zoned")]

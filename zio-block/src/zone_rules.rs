@@ -212,6 +212,14 @@ pub struct DeviceRules {
     /// after a finish or reset) read as: 0xff on null_blk with
     /// memory_backed=1, zeros on the others.
     pub unwritten: u8,
+    /// On Linux 6.12 a zone report clears the block layer's "failed" mark
+    /// of a zone a refused write left (see [`ZoneState::reported`]). Not
+    /// for NVMe: with `CONFIG_NVME_MULTIPATH=y` (Debian's) the disk is the
+    /// multipath head, `nvme0n1`; writes are plugged on the path disk
+    /// (`nvme0c0n1`) while a report of the head updates only the head's
+    /// plugs, so only a reset or finish clears the mark (measured in the VM
+    /// tier; realdev-write-recovery-zns).
+    pub reports_refresh_plugs: bool,
 }
 
 impl Device {
@@ -258,6 +266,7 @@ impl Device {
             refusal: Errno::EIO,
             conventional_wp_invalid: false,
             unwritten: 0xff,
+            reports_refresh_plugs: true,
         };
         match self {
             Device::NullBlk => null_blk,
@@ -269,6 +278,7 @@ impl Device {
                 close_keeps_closed: true,
                 full_wp_at_zone_end: true,
                 unwritten: 0,
+                reports_refresh_plugs: false,
                 ..null_blk
             },
             Device::ScsiZbc => DeviceRules {
@@ -1319,7 +1329,8 @@ impl ZoneState {
         if self.geo.kernel.plugs_failed_zones() && offset < self.geo.size {
             let i = self.geo.zone_index(offset);
             let was = self.stale.get(&i).copied().unwrap_or(false);
-            self.stale.insert(i, was || sticky);
+            let unreported = !self.geo.device.rules().reports_refresh_plugs;
+            self.stale.insert(i, was || sticky || unreported);
         }
     }
 
@@ -1333,10 +1344,11 @@ impl ZoneState {
     /// A zone report of `count` zones from the one holding `offset`: the
     /// block layer learns their write pointers, and they take writes again,
     /// except a zone left failing by a write refused at or past the
-    /// capacity of a full zone, or (NVMe) by a write the device refused to
-    /// an empty zone: on Linux 6.12.117 those stay failing, through reports
-    /// and from one process to the next, until a reset or finish (measured
-    /// in the VM tier, with qemu-io alike; see docs/semantics.md).
+    /// capacity of a full zone, or any failing zone of a device whose
+    /// reports do not reach its plugs ([`DeviceRules::reports_refresh_plugs`],
+    /// NVMe): on Linux 6.12.117 those stay failing, through reports and
+    /// from one process to the next, until a reset or finish (measured in
+    /// the VM tier, with qemu-io alike; see docs/semantics.md).
     pub fn reported(&mut self, offset: u64, count: usize) {
         self.stale_retain(offset, count, |st, i| st.stale.get(&i) == Some(&true));
     }
@@ -1390,16 +1402,11 @@ impl ZoneState {
             let i = self.geo.zone_index(pos);
             let z = self.geo.initial_zone(i);
             let n = (z.start + z.len).min(end) - pos;
-            let (wp, cond) = tx.get(i);
+            let (_, cond) = tx.get(i);
             let refused = match tx.block_layer_write(i, pos) {
                 // Refused at or past the capacity of a full zone.
                 Err(e) => Some((e, cond == ZoneCond::Full || pos >= z.start + z.cap)),
-                Ok(()) => tx.write(i, pos, n).err().map(|e| {
-                    let empty_nvme = wp == z.start
-                        && cond == ZoneCond::Empty
-                        && self.geo.device == Device::NvmeZns;
-                    (e, empty_nvme)
-                }),
+                Ok(()) => tx.write(i, pos, n).err().map(|e| (e, false)),
             };
             if let Some((e, sticky)) = refused {
                 let closes = std::mem::take(&mut tx.closes);
@@ -2196,6 +2203,23 @@ mod tests {
             assert_eq!(st.check_write(ZS + BS, BS).is_err(), plugs);
             st.zone_mgmt_outcome(ZoneOp::Reset, ZS, ZS).result.unwrap();
             assert!(st.check_write(ZS, BS).is_ok());
+        }
+    }
+
+    #[test]
+    fn nvme_on_6_12_keeps_a_failed_zone_failing_through_reports() {
+        // Behind the multipath head a report does not reach the plugs:
+        // only a reset (or finish) clears the mark; null_blk's report does.
+        for (device, after_report) in [(Device::NullBlk, None), (Device::NvmeZns, Some(libc::EIO))]
+        {
+            let mut st = family(device, Kernel::V6_12, 0, 0, 0);
+            try_write(&mut st, ZS);
+            assert_eq!(try_write(&mut st, ZS + 2 * BS), Some(libc::EIO));
+            assert_eq!(try_write(&mut st, ZS + BS), Some(libc::EIO));
+            st.reported(0, 4);
+            assert_eq!(try_write(&mut st, ZS + BS), after_report);
+            st.zone_mgmt_outcome(ZoneOp::Reset, ZS, ZS).result.unwrap();
+            assert_eq!(try_write(&mut st, ZS), None);
         }
     }
 

@@ -51,7 +51,8 @@ pub struct Cli {
     /// of CPUs].
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
-    /// Rewrite the .out of each test that exits 0 from its actual output.
+    /// Rewrite the .out of each test that exits 0 from its actual output
+    /// (a run on another kernel writes its own NAME.out.KERNEL).
     #[arg(long)]
     pub bless: bool,
     /// Print TAP version 13 instead of the human report.

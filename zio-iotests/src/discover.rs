@@ -35,6 +35,17 @@ impl TestCase {
             .map_or(super::vm::DEFAULT_KERNEL, |(_, k)| k)
     }
 
+    /// Where `--bless` writes this run's output: its own `NAME.out.KERNEL`
+    /// for a run on another kernel than the default (so blessing it never
+    /// rewrites the default kernel's `NAME.out`), else `NAME.out`.
+    pub fn bless_path(&self) -> PathBuf {
+        if self.kernel() == super::vm::DEFAULT_KERNEL {
+            return self.expected.clone();
+        }
+        let own = format!("{}.out.{}", self.script_name(), self.kernel());
+        self.expected.with_file_name(own)
+    }
+
     /// True if the test lists `group` on its `# group:` line.
     pub fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g == group)
@@ -116,5 +127,19 @@ mod tests {
         assert!(!is_candidate_name("001.out"));
         assert!(!is_candidate_name("001.out.bad"));
         assert!(!is_candidate_name(".hidden"));
+    }
+
+    #[test]
+    fn a_run_on_another_kernel_blesses_its_own_out_file() {
+        let case = |name: &str, expected: &str| TestCase {
+            name: name.into(),
+            script: PathBuf::from("/t/x"),
+            expected: PathBuf::from(expected),
+            groups: vec![],
+        };
+        assert_eq!(case("x", "/t/x.out").bless_path(), Path::new("/t/x.out"));
+        // No x.out.6.12 yet: the run compares with x.out, blesses x.out.6.12.
+        let other = case("x@6.12", "/t/x.out");
+        assert_eq!(other.bless_path(), Path::new("/t/x.out.6.12"));
     }
 }

@@ -116,8 +116,9 @@ pub fn judge(test: &TestCase, run: RunOutput, cfg: &Config) -> Result<Verdict> {
             let new_label = display_path(&scratch.bad);
             diff = unified_diff(&expected, &run.output, &old_label, &new_label);
             if cfg.bless && problems.is_empty() {
-                fs::write(&test.expected, normalize(&run.output))
-                    .with_context(|| format!("cannot write {}", test.expected.display()))?;
+                let path = test.bless_path();
+                fs::write(&path, normalize(&run.output))
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 blessed = true;
             } else {
                 problems.push("output mismatch".to_string());
