@@ -14,7 +14,7 @@
 //!
 //! Requests: a write command arrives as ONE vectored request (its buffers
 //! are never joined into one), which the engine cuts and judges as Linux
-//! does one O_DIRECT write to /dev/nullb0 (`zone_rules::split_write`,
+//! does one O_DIRECT write to the device (`zone_rules::split_write`,
 //! `zone_rules::ChainResult`). Zone management checks the range with
 //! `zone_rules::check_mgmt`, as the host_device driver does.
 //!
@@ -46,11 +46,6 @@ use super::zone_rules::{
 
 /// Logical block size of the emulated devices.
 pub const SECTOR: u64 = 512;
-
-/// The largest request the block layer sends /dev/nullb0 (null_blk's
-/// default max_sectors, BLK_SAFE_MAX_SECTORS: 255 sectors; sysfs
-/// max_sectors_kb 127): longer writes are split into requests of this size.
-pub const MAX_REQUEST: u64 = 255 * SECTOR;
 
 /// null_blk's default zone size.
 pub const DEFAULT_ZONE_SIZE: u64 = 256 << 20;
@@ -467,9 +462,10 @@ impl<S: ZoneStore> EmulatedZoned<S> {
     }
 
     /// Writes the sector-aligned concatenation of `bufs` at `offset` as
-    /// Linux does one O_DIRECT write to /dev/nullb0: the block layer splits
-    /// it at zone boundaries and into requests of at most [`MAX_REQUEST`]
-    /// bytes ([`zone_rules::split_write`]), and the device judges each
+    /// Linux does one O_DIRECT write to the device it emulates: the block layer splits
+    /// it at zone boundaries and into requests of at most the device's
+    /// [`max_request`](zone_rules::Device::max_request) bytes
+    /// ([`zone_rules::split_write`]), and the device judges each
     /// request on its own, in order. A refused request changes nothing,
     /// but the ones accepted before or after it stay written (a write
     /// crossing into a zone that cannot take it still fills the first
@@ -496,8 +492,9 @@ impl<S: ZoneStore> EmulatedZoned<S> {
         let mut accepted: Vec<(u64, u64)> = Vec::new();
         let mut st = lock(&self.state);
         let mark = st.mark();
+        let max_request = self.geo.device().max_request(self.geo.kernel());
         for (pos, n) in
-            zone_rules::split_write(offset, len, self.geo.zone_size(), size, MAX_REQUEST)
+            zone_rules::split_write(offset, len, self.geo.zone_size(), size, max_request)
         {
             let r = st.check_write(pos, n).map(|plan| {
                 st.apply_write(&plan);

@@ -252,6 +252,21 @@ impl Device {
         Device::ALL.into_iter().find(|d| d.code() == c)
     }
 
+    /// The largest write request, in bytes, the block layer sends this
+    /// device (its queue's `max_sectors_kb`, read in the VM tier); a longer
+    /// write is split into requests of this size. null_blk: 255 sectors
+    /// (BLK_SAFE_MAX_SECTORS, `max_sectors_kb` 127). NVMe: QEMU's mdts=7
+    /// with 4 KiB pages, 512 KiB. SCSI: scsi_debug has no limit of its own,
+    /// so sd's default applies: 512 KiB on 6.1, 1280 KiB on 6.12
+    /// (BLK_DEF_MAX_SECTORS_CAP).
+    pub fn max_request(self, kernel: Kernel) -> u64 {
+        match (self, kernel) {
+            (Device::NullBlk, _) => 255 * 512,
+            (Device::NvmeZns, _) | (Device::ScsiZbc, Kernel::V6_1) => 512 << 10,
+            (Device::ScsiZbc, Kernel::V6_12) => 1280 << 10,
+        }
+    }
+
     pub fn rules(self) -> DeviceRules {
         let null_blk = DeviceRules {
             conventional_zones: true,
