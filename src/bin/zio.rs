@@ -9,7 +9,8 @@ use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
 use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
@@ -41,20 +42,62 @@ struct Cli {
     /// Run a command (may be given several times; run in order)
     #[arg(short = 'c', long = "cmd", value_name = "CMD")]
     commands: Vec<String>,
-    /// Image format (driver), e.g. raw
+    /// Image format (driver), e.g. raw (given twice, the last one counts)
     #[arg(
         short = 'f',
         long = "format",
         value_name = "FMT",
-        conflicts_with = "image_opts"
+        conflicts_with = "image_opts",
+        overrides_with = "format"
     )]
     format: Option<String>,
     /// Treat IMAGE as an option string: driver=raw,file.driver=file,file.filename=x.img
     #[arg(long = "image-opts")]
     image_opts: bool,
-    /// Bypass the host page cache (O_DIRECT)
+    /// Bypass the host page cache (O_DIRECT), short for -t none
     #[arg(short = 'n', long = "nocache")]
     nocache: bool,
+    /// Cache mode, as qemu-io's: none or directsync bypass the host page
+    /// cache (as -n); writeback, writethrough and unsafe use it (zio syncs
+    /// only on flush, for all three). The last of -n and -t counts
+    #[arg(
+        short = 't',
+        long = "cache",
+        value_name = "MODE",
+        overrides_with = "cache"
+    )]
+    cache: Option<String>,
+    /// AIO mode: threads, native or io_uring. Accepted for qemu-io's
+    /// callers; zio does blocking I/O in every mode. native needs -t none
+    /// or -n, as in QEMU
+    #[arg(short = 'i', long = "aio", value_name = "MODE", overrides_with = "aio")]
+    aio: Option<String>,
+    /// Short for -i native
+    #[arg(short = 'k', long = "native-aio")]
+    native_aio: bool,
+    /// Discard mode: ignore/off or unmap/on. Accepted for qemu-io's
+    /// callers; zio's discard command always passes the request on
+    #[arg(
+        short = 'd',
+        long = "discard",
+        value_name = "MODE",
+        overrides_with = "discard"
+    )]
+    discard: Option<String>,
+    /// Copy-on-read: accepted; no zio driver has a backing image to copy
+    /// from, so reads are unchanged (as in QEMU without a backing file)
+    #[arg(short = 'C', long = "copy-on-read")]
+    copy_on_read: bool,
+    /// Misalign buffers for O_DIRECT: accepted; zio's buffers stay aligned
+    #[arg(short = 'm', long = "misalign")]
+    misalign: bool,
+    /// Define a QEMU object (e.g. secret): accepted and ignored, as no zio
+    /// driver uses one
+    #[arg(long = "object", value_name = "OBJECTDEF")]
+    objects: Vec<String>,
+    /// QEMU's tracing options: accepted and ignored (zio has no trace events)
+    #[arg(short = 'T', long = "trace", value_name = "OPTIONS")]
+    trace: Vec<String>,
     /// Open the image read-only
     #[arg(short = 'r', long = "read-only")]
     read_only: bool,
@@ -202,8 +245,58 @@ fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<St
     create_image(format, &options.join(","), file, size)
 }
 
+/// O_DIRECT or not, from -n and -t as qemu-io reads them: the last one
+/// given counts; an unknown -t mode is refused.
+fn cache_direct(cli: &Cli, matches: &ArgMatches) -> Result<bool, String> {
+    let by_t = match cli.cache.as_deref() {
+        None => None,
+        Some("none" | "directsync") => Some(true),
+        Some("writeback" | "writethrough" | "unsafe") => Some(false),
+        Some(mode) => return Err(format!("Invalid cache option: {mode}")),
+    };
+    // A flag left out still has its default value, at an index of its own.
+    let last = |id: &str| {
+        (matches.value_source(id) == Some(ValueSource::CommandLine))
+            .then(|| matches.indices_of(id).and_then(|i| i.max()))
+            .flatten()
+    };
+    Ok(match (by_t, last("cache"), last("nocache")) {
+        (Some(direct), Some(t), Some(n)) if t > n => direct,
+        (_, _, Some(_)) => true,
+        (Some(direct), _, None) => direct,
+        (None, _, None) => false,
+    })
+}
+
+/// Checks the qemu-io options zio accepts without acting on them (-i, -k,
+/// -d), worded as qemu-io refuses them; `device` names the image for the
+/// open error that native AIO without O_DIRECT is.
+fn check_accepted(cli: &Cli, direct: bool, device: &str) -> Result<(), String> {
+    let aio = match cli.aio.as_deref() {
+        None if cli.native_aio => "native",
+        None => "threads",
+        Some(m @ ("threads" | "native" | "io_uring")) => m,
+        Some(mode) => return Err(format!("Invalid aio option: {mode}")),
+    };
+    if let Some(mode) = cli.discard.as_deref()
+        && !matches!(mode, "ignore" | "off" | "unmap" | "on")
+    {
+        return Err(format!("Invalid discard option: {mode}"));
+    }
+    if aio == "native" && !direct {
+        return Err(format!(
+            "can't open device {device}: aio=native was specified, but it requires cache.direct=on, which was not specified."
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     if let Some(Action::Completions { shell }) = &cli.action {
         let mut cmd = Cli::command();
         let mut script = Vec::new();
@@ -254,12 +347,23 @@ fn main() -> ExitCode {
         };
     }
     let mut console = Console::stdio();
+    let direct = match cache_direct(&cli, &matches) {
+        Ok(d) => d,
+        Err(e) => {
+            console.warn(&format!("zio: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(e) = check_accepted(&cli, direct, cli.image.as_deref().unwrap_or("")) {
+        console.warn(&format!("zio: {e}"));
+        return ExitCode::FAILURE;
+    }
     let mut req = OpenRequest {
         target: cli.image.clone(),
         format: cli.format.clone(),
         image_opts: cli.image_opts,
         read_only: cli.read_only,
-        nocache: cli.nocache,
+        nocache: direct,
         force_share: cli.force_share,
         options: None,
     };
