@@ -18,6 +18,7 @@ use rustyline::hint::{Hint, Hinter};
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 
+use zio::commands::args::{cache_mode_direct, check_discard_mode};
 use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio_block::units::parse_size;
 use zio_block::{OpenRequest, Verdict, check_image, create_image, open_image};
@@ -248,12 +249,7 @@ fn create(format: &str, options: &[String], file: &str, size: &str) -> Result<St
 /// O_DIRECT or not, from -n and -t as qemu-io reads them: the last one
 /// given counts; an unknown -t mode is refused.
 fn cache_direct(cli: &Cli, matches: &ArgMatches) -> Result<bool, String> {
-    let by_t = match cli.cache.as_deref() {
-        None => None,
-        Some("none" | "directsync") => Some(true),
-        Some("writeback" | "writethrough" | "unsafe") => Some(false),
-        Some(mode) => return Err(format!("Invalid cache option: {mode}")),
-    };
+    let by_t = cli.cache.as_deref().map(cache_mode_direct).transpose()?;
     // A flag left out still has its default value, at an index of its own.
     let last = |id: &str| {
         (matches.value_source(id) == Some(ValueSource::CommandLine))
@@ -278,10 +274,8 @@ fn check_accepted(cli: &Cli, direct: bool, device: &str) -> Result<(), String> {
         Some(m @ ("threads" | "native" | "io_uring")) => m,
         Some(mode) => return Err(format!("Invalid aio option: {mode}")),
     };
-    if let Some(mode) = cli.discard.as_deref()
-        && !matches!(mode, "ignore" | "off" | "unmap" | "on")
-    {
-        return Err(format!("Invalid discard option: {mode}"));
+    if let Some(mode) = cli.discard.as_deref() {
+        check_discard_mode(mode)?;
     }
     if aio == "native" && !direct {
         return Err(format!(

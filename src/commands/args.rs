@@ -10,6 +10,25 @@ pub fn breakline(line: &str) -> Vec<&str> {
     line.split(' ').filter(|t| !t.is_empty()).collect()
 }
 
+/// A cache mode (qemu-io's `-t`, also `open -t`): whether it bypasses the
+/// host page cache (O_DIRECT), or qemu-io's error line without the prefix.
+pub fn cache_mode_direct(mode: &str) -> Result<bool, String> {
+    match mode {
+        "none" | "directsync" => Ok(true),
+        "writeback" | "writethrough" | "unsafe" => Ok(false),
+        _ => Err(format!("Invalid cache option: {mode}")),
+    }
+}
+
+/// A discard mode (qemu-io's `-d`, also `open -d`), checked as qemu-io
+/// checks it; zio's discard passes the request on in every mode.
+pub fn check_discard_mode(mode: &str) -> Result<(), String> {
+    match mode {
+        "ignore" | "off" | "unmap" | "on" => Ok(()),
+        _ => Err(format!("Invalid discard option: {mode}")),
+    }
+}
+
 /// One result of [`GetOpt`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Opt<'a> {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::args::{GetOpt, Opt, strtol0};
+use super::args::{self, GetOpt, Opt, strtol0};
 use super::{Body, Command, Shell, Status, find, not_found, table, usage};
 use zio_block::{OpenRequest, open_image};
 
@@ -80,19 +80,16 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
             Opt::Flag('n', _) => req.nocache = true,
             Opt::Flag('o', Some(v)) => options.push(v.to_string()),
             Opt::Flag('U', _) => req.force_share = true,
-            Opt::Flag('t', Some(mode)) => match mode {
-                "none" | "directsync" => req.nocache = true,
-                "writeback" | "writethrough" | "unsafe" => req.nocache = false,
-                _ => {
-                    sh.console
-                        .warn(&format!("{}: Invalid cache option: {mode}", sh.prog));
+            Opt::Flag('t', Some(mode)) => match args::cache_mode_direct(mode) {
+                Ok(direct) => req.nocache = direct,
+                Err(e) => {
+                    sh.console.warn(&format!("{}: {e}", sh.prog));
                     return Status::Failed;
                 }
             },
             Opt::Flag('d', Some(mode)) => {
-                if !matches!(mode, "ignore" | "off" | "unmap" | "on") {
-                    sh.console
-                        .warn(&format!("{}: Invalid discard option: {mode}", sh.prog));
+                if let Err(e) = args::check_discard_mode(mode) {
+                    sh.console.warn(&format!("{}: {e}", sh.prog));
                     return Status::Failed;
                 }
             }
