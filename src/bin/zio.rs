@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
@@ -188,7 +189,7 @@ fn print_all(bytes: &[u8]) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("zio: cannot write to stdout: {e}");
+            eprintln!("{}: cannot write to stdout: {e}", program_name());
             ExitCode::FAILURE
         }
     }
@@ -285,6 +286,20 @@ fn check_accepted(cli: &Cli, direct: bool, device: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The prefix of error lines: the name zio was invoked by (so a link named
+/// qemu-io prints `qemu-io: `, as qemu-io does), else `zio`.
+fn program_name() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::args_os()
+            .next()
+            .map(PathBuf::from)
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "zio".to_string())
+    })
+}
+
 fn main() -> ExitCode {
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
@@ -302,7 +317,7 @@ fn main() -> ExitCode {
         return match manpage(&mut page) {
             Ok(()) => print_all(&page),
             Err(e) => {
-                eprintln!("zio: {e}");
+                eprintln!("{}: {e}", program_name());
                 ExitCode::FAILURE
             }
         };
@@ -335,21 +350,22 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("zio: {e}");
+                eprintln!("{}: {e}", program_name());
                 ExitCode::FAILURE
             }
         };
     }
     let mut console = Console::stdio();
+    console.prog = program_name();
     let direct = match cache_direct(&cli, &matches) {
         Ok(d) => d,
         Err(e) => {
-            console.warn(&format!("zio: {e}"));
+            console.warn(&format!("{}: {e}", program_name()));
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = check_accepted(&cli, direct, cli.image.as_deref().unwrap_or("")) {
-        console.warn(&format!("zio: {e}"));
+        console.warn(&format!("{}: {e}", program_name()));
         return ExitCode::FAILURE;
     }
     let mut req = OpenRequest {
@@ -363,7 +379,8 @@ fn main() -> ExitCode {
     };
     if cli.image.is_none() && !cli.image_opts {
         console.warn(&format!(
-            "zio: no image given, using the embedded default: an in-memory zoned device like null_blk zoned=1 ({DEFAULT_DEVICE})"
+            "{}: no image given, using the embedded default: an in-memory zoned device like null_blk zoned=1 ({DEFAULT_DEVICE})",
+            program_name()
         ));
         req.target = Some(DEFAULT_DEVICE.to_string());
         req.image_opts = true;
@@ -371,7 +388,7 @@ fn main() -> ExitCode {
     let blk = match open_image(&req) {
         Ok(b) => b,
         Err(e) => {
-            console.warn(&format!("zio: {e}"));
+            console.warn(&format!("{}: {e}", program_name()));
             return ExitCode::FAILURE;
         }
     };
@@ -399,7 +416,9 @@ fn run_lines(shell: &mut Shell, lines: impl Iterator<Item = io::Result<String>>)
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                shell.console.warn(&format!("zio: reading commands: {e}"));
+                shell
+                    .console
+                    .warn(&format!("{}: reading commands: {e}", program_name()));
                 return true;
             }
         };
@@ -663,9 +682,10 @@ fn interactive(shell: &mut Shell) -> bool {
     let mut rl: Editor<LineHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(rl) => rl,
         Err(e) => {
-            shell
-                .console
-                .warn(&format!("zio: cannot start the line editor: {e}"));
+            shell.console.warn(&format!(
+                "{}: cannot start the line editor: {e}",
+                program_name()
+            ));
             return run_lines(shell, io::stdin().lock().lines());
         }
     };
@@ -691,7 +711,9 @@ fn interactive(shell: &mut Shell) -> bool {
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
-                shell.console.warn(&format!("zio: reading commands: {e}"));
+                shell
+                    .console
+                    .warn(&format!("{}: reading commands: {e}", program_name()));
                 failed = true;
                 break;
             }

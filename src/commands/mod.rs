@@ -31,6 +31,9 @@ use zio_block::BlockBackend;
 pub struct Console {
     out: PipeGuard,
     err: Box<dyn Write>,
+    /// Prefix of diagnostics (`zio: Block node is read-only`): the name
+    /// the program was invoked by.
+    pub prog: &'static str,
 }
 
 /// A writer that turns EPIPE into "everything written" and remembers it,
@@ -83,6 +86,7 @@ impl Console {
                 closed: false,
             },
             err,
+            prog: "zio",
         }
     }
 
@@ -303,8 +307,6 @@ pub fn usage(con: &mut Console, cmd: &str) -> Status {
 pub struct Shell {
     pub blk: Option<BlockBackend>,
     pub console: Console,
-    /// Prefix of diagnostics (`zio: Block node is read-only`).
-    pub prog: &'static str,
     /// The open image is the embedded default, which `open` replaces
     /// without asking for `close` first.
     pub default_device: bool,
@@ -315,7 +317,6 @@ impl Shell {
         Shell {
             blk,
             console,
-            prog: "zio",
             default_device: false,
         }
     }
@@ -353,7 +354,7 @@ impl Shell {
             (Body::Io(f), Some(blk)) => {
                 if cmd.writes && blk.is_read_only() {
                     self.console
-                        .warn(&format!("{}: Block node is read-only", self.prog));
+                        .warn(&format!("{}: Block node is read-only", self.console.prog));
                     return Status::Failed;
                 }
                 f(blk, &mut self.console, &argv)

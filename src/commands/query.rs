@@ -209,7 +209,8 @@ fn map_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
         Ok(n) => n,
         Err(e) => {
             con.warn(&format!(
-                "zio: Failed to query image length: {}",
+                "{}: Failed to query image length: {}",
+                con.prog,
                 strerror(&e)
             ));
             return Status::Failed;

@@ -67,8 +67,10 @@ pub const COMMANDS: &[Command] = &[
 
 fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
     if sh.blk.is_some() && !sh.default_device {
-        sh.console
-            .warn(&format!("{}: file open already, try 'help close'", sh.prog));
+        sh.console.warn(&format!(
+            "{}: file open already, try 'help close'",
+            sh.console.prog
+        ));
         return Status::Failed;
     }
     let mut req = OpenRequest::default();
@@ -83,19 +85,21 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
             Opt::Flag('t', Some(mode)) => match args::cache_mode_direct(mode) {
                 Ok(direct) => req.nocache = direct,
                 Err(e) => {
-                    sh.console.warn(&format!("{}: {e}", sh.prog));
+                    sh.console.warn(&format!("{}: {e}", sh.console.prog));
                     return Status::Failed;
                 }
             },
             Opt::Flag('d', Some(mode)) => {
                 if let Err(e) = args::check_discard_mode(mode) {
-                    sh.console.warn(&format!("{}: {e}", sh.prog));
+                    sh.console.warn(&format!("{}: {e}", sh.console.prog));
                     return Status::Failed;
                 }
             }
             Opt::Flag(c @ ('s' | 'C' | 'k'), _) => {
-                sh.console
-                    .warn(&format!("{}: open: -{c} is not supported by zio", sh.prog));
+                sh.console.warn(&format!(
+                    "{}: open: -{c} is not supported by zio",
+                    sh.console.prog
+                ));
                 return Status::Failed;
             }
             Opt::Bad(msg) => {
@@ -124,7 +128,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
             Status::Ok
         }
         Err(e) => {
-            sh.console.warn(&format!("{}: {e}", sh.prog));
+            sh.console.warn(&format!("{}: {e}", sh.console.prog));
             Status::Failed
         }
     }

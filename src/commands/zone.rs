@@ -716,7 +716,7 @@ fn zone_mgmt_f(blk: &BlockBackend, con: &mut Console, argv: &[&str], op: ZoneOp)
         Ok(()) => Status::Ok,
         Err(e) => {
             if let Some(d) = &e.diag {
-                con.warn(&format!("zio: {d}"));
+                con.warn(&format!("{}: {d}", con.prog));
             }
             con.say(&format!(
                 "zone {} failed: {}",
