@@ -1,6 +1,7 @@
-//! The `zio` binary: parses the command line, opens the image (or the
-//! embedded default), then runs commands from `-c`, a terminal (rustyline)
-//! or a script on stdin. Exit status 1 if any command failed.
+//! The `zio` binary: parses the command line, opens the image (or leaves
+//! the embedded default for the shell to open when a command needs it),
+//! then runs commands from `-c`, a terminal (rustyline) or a script on
+//! stdin. Exit status 1 if any command failed.
 
 #![deny(unsafe_code)]
 
@@ -33,7 +34,8 @@ const DEFAULT_DEVICE: &str = "driver=null,zoned=on";
     name = "zio",
     version,
     about = "A qemu-io-style shell for zoned block devices",
-    after_help = "Without IMAGE, zio opens an in-memory zoned device like null_blk zoned=1.\n\
+    after_help = "Without IMAGE, the first command that needs one opens an in-memory zoned device\n\
+                  like null_blk zoned=1 (unless an open or close came first).\n\
                   Without -c, commands are read from stdin (interactively on a terminal).\n\
                   Type 'help' at the prompt for the list of commands."
 )]
@@ -377,23 +379,22 @@ fn main() -> ExitCode {
         force_share: cli.force_share,
         options: None,
     };
-    if cli.image.is_none() && !cli.image_opts {
-        console.warn(&format!(
-            "{}: no image given, using the embedded default: an in-memory zoned device like null_blk zoned=1 ({DEFAULT_DEVICE})",
-            program_name()
-        ));
+    let mut shell = if cli.image.is_none() && !cli.image_opts {
+        // Opened by the first command that needs an image (Shell).
         req.target = Some(DEFAULT_DEVICE.to_string());
         req.image_opts = true;
-    }
-    let blk = match open_image(&req) {
-        Ok(b) => b,
-        Err(e) => {
-            console.warn(&format!("{}: {e}", program_name()));
-            return ExitCode::FAILURE;
+        let mut shell = Shell::new(None, console);
+        shell.pending_default = Some(req);
+        shell
+    } else {
+        match open_image(&req) {
+            Ok(blk) => Shell::new(Some(blk), console),
+            Err(e) => {
+                console.warn(&format!("{}: {e}", program_name()));
+                return ExitCode::FAILURE;
+            }
         }
     };
-    let mut shell = Shell::new(Some(blk), console);
-    shell.default_device = cli.image.is_none() && !cli.image_opts;
     let failed = if !cli.commands.is_empty() {
         run_lines(&mut shell, cli.commands.iter().map(|s| Ok(s.clone())))
     } else if io::stdin().is_terminal() {

@@ -20,7 +20,7 @@ mod zone;
 
 use std::io::{self, Write};
 
-use zio_block::BlockBackend;
+use zio_block::{BlockBackend, OpenRequest, open_image};
 
 /// Where commands write: stdout for results, stderr for diagnostics.
 /// Stdout is flushed before anything goes to stderr, so a merged stream
@@ -310,6 +310,10 @@ pub struct Shell {
     /// The open image is the embedded default, which `open` replaces
     /// without asking for `close` first.
     pub default_device: bool,
+    /// The embedded default, not opened yet: the first command that needs
+    /// an image opens it (and says so on stderr), unless an `open` or
+    /// `close` came first, which drop it.
+    pub pending_default: Option<OpenRequest>,
 }
 
 impl Shell {
@@ -318,6 +322,31 @@ impl Shell {
             blk,
             console,
             default_device: false,
+            pending_default: None,
+        }
+    }
+
+    /// Opens the pending embedded default, if any; false (the error
+    /// printed) if it would not open.
+    fn open_pending_default(&mut self) -> bool {
+        let Some(req) = self.pending_default.take() else {
+            return true;
+        };
+        self.console.warn(&format!(
+            "{}: no image given, using the embedded default: an in-memory zoned device like null_blk zoned=1 ({})",
+            self.console.prog,
+            req.target.as_deref().unwrap_or("")
+        ));
+        match open_image(&req) {
+            Ok(blk) => {
+                self.blk = Some(blk);
+                self.default_device = true;
+                true
+            }
+            Err(e) => {
+                self.console.warn(&format!("{}: {e}", self.console.prog));
+                false
+            }
         }
     }
 
@@ -334,8 +363,13 @@ impl Shell {
         // qemu-io's order: an open image first, then the operand count,
         // then permissions.
         if matches!(cmd.body, Body::Io(_)) && self.blk.is_none() {
-            self.console.warn("no file open, try 'help open'");
-            return Status::Failed;
+            if self.pending_default.is_none() {
+                self.console.warn("no file open, try 'help open'");
+                return Status::Failed;
+            }
+            if !self.open_pending_default() {
+                return Status::Failed;
+            }
         }
         let given = argv.len() - 1;
         if given < cmd.argmin || cmd.argmax.is_some_and(|m| given > m) {

@@ -66,6 +66,8 @@ pub const COMMANDS: &[Command] = &[
 ];
 
 fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
+    // An open, even one that fails, means the embedded default is not wanted.
+    sh.pending_default = None;
     if sh.blk.is_some() && !sh.default_device {
         sh.console.warn(&format!(
             "{}: file open already, try 'help close'",
@@ -136,6 +138,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
 
 fn close_f(sh: &mut Shell, _argv: &[&str]) -> Status {
     sh.default_device = false;
+    sh.pending_default = None;
     if sh.blk.take().is_none() {
         sh.console.warn("no file open, try 'help open'");
         return Status::Failed;
