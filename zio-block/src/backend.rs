@@ -68,8 +68,13 @@ impl BlockBackend {
         self.read_only
     }
 
+    /// The device's length in bytes, rounded up to a whole 512-byte sector
+    /// as QEMU's block layer counts it (`total_sectors`): a 320-byte file
+    /// is 512 bytes long, and the bytes past its end read as zeros (a write
+    /// there extends the file).
     pub fn length(&self) -> io::Result<u64> {
-        self.root.length()
+        let n = self.root.length()?;
+        Ok(n.checked_next_multiple_of(512).unwrap_or(n))
     }
 
     pub fn info(&self) -> NodeInfo {

@@ -206,7 +206,11 @@ impl FileNode {
     }
 
     fn write_bounced(&self, mut offset: u64, mut buf: &[u8]) -> io::Result<()> {
-        let size = self.size()?;
+        // The file ends where it ended, or, if later, at the end of the
+        // write's last sector: QEMU pads an O_DIRECT write to whole 512-byte
+        // sectors and keeps the padding.
+        let end = (offset + buf.len() as u64).next_multiple_of(512);
+        let size = self.size()?.max(end);
         while !buf.is_empty() {
             let (start, wlen) = self.window(offset, buf.len() as u64);
             let mut bounce = AlignedBuf::new(wlen as usize);
@@ -220,7 +224,7 @@ impl FileNode {
             buf = &buf[n..];
             offset += n as u64;
         }
-        // A padded write at an unaligned end of file must not grow it.
+        // A padded write at an unaligned end must not grow the file further.
         if self.size()? > size {
             self.file.set_len(size)?;
         }

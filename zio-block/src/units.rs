@@ -41,6 +41,9 @@ fn suffix_shift(c: u8) -> Option<u32> {
 
 /// Parses a size the way qemu-io's `cvtnum` does.
 pub fn parse_size(s: &str) -> Result<u64, SizeError> {
+    // Leading white space is skipped, as C's strtoull does (qemu-iotests
+    // pass "\t8k"); trailing white space is junk.
+    let s = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
     let b = s.as_bytes();
     let mut i = 0;
     if b.first() == Some(&b'-') {
@@ -170,6 +173,12 @@ mod tests {
             ("08", Ok(8)),
             ("010", Ok(10)),
             ("-0", Err(TooLarge)),
+            ("\t8k", Ok(8192)),
+            ("\n512", Ok(512)),
+            ("\x0b512", Ok(512)),
+            ("\t0x200", Ok(512)),
+            ("\t-1", Err(TooLarge)),
+            ("8k\t", Err(Invalid)),
             ("-1", Err(TooLarge)),
             ("-1k", Err(Invalid)),
             ("-0x10", Err(Invalid)),
