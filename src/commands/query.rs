@@ -1,12 +1,13 @@
-//! The query family: flush, length, info, map. One-line answers about the
-//! open image, worded as qemu-io words them.
+//! The query family: flush, length, truncate, info, map. One-line answers
+//! about the open image (and its size), worded as qemu-io words them.
 
 use serde::Serialize;
 
+use super::args::{GetOpt, Opt, cvtnum};
 use super::format::{SCHEMA_VERSION, bad_count, json_pretty};
 use super::report::cvtstr;
-use super::{Body, Command, Console, Status};
-use zio_block::{BlockBackend, NodeInfo, ZoneInfo, strerror};
+use super::{Body, Command, Console, Status, usage};
+use zio_block::{BlockBackend, NodeInfo, Prealloc, ZoneInfo, strerror};
 
 pub const COMMANDS: &[Command] = &[
     Command {
@@ -30,6 +31,17 @@ pub const COMMANDS: &[Command] = &[
         help: None,
         writes: false,
         body: Body::Io(length_f),
+    },
+    Command {
+        name: "truncate",
+        altname: None,
+        argmin: 1,
+        argmax: Some(3),
+        args: Some("[-m prealloc_mode] off"),
+        oneline: "truncates the current file at the given offset",
+        help: Some(TRUNCATE_HELP),
+        writes: true,
+        body: Body::Io(truncate_f),
     },
     Command {
         name: "info",
@@ -61,6 +73,61 @@ fn flush_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
         Ok(()) => Status::Ok,
         Err(e) => {
             con.say(&format!("flush failed: {}", strerror(&e)));
+            Status::Failed
+        }
+    }
+}
+
+const TRUNCATE_HELP: &str = "
+ sets the length of the open image to OFF bytes, as qemu-io's truncate
+
+ Example:
+ 'truncate 1G' - grows the image file to 1 GiB (sparse) or shrinks it
+ 'truncate -m full 2G' - grows it, writing zeros over the new part
+
+ -m, -- how the grown part is allocated: off (sparse, the default), falloc
+       (fallocate) or full (zeros written); metadata is not supported
+ Only a raw image file can be resized: a block device cannot grow, and a
+ zoned image or a null device cannot be resized at all.
+";
+
+fn truncate_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    let mut prealloc = Prealloc::Off;
+    let mut g = GetOpt::new(argv, "m:");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('m', Some(mode)) => match Prealloc::parse(mode) {
+                Some(p) => prealloc = p,
+                None => {
+                    con.warn(&format!(
+                        "{}: Invalid preallocation mode '{mode}'",
+                        con.prog
+                    ));
+                    return Status::Failed;
+                }
+            },
+            Opt::Bad(msg) => {
+                con.warn(&msg);
+                return usage(con, "truncate");
+            }
+            Opt::Flag(..) => return usage(con, "truncate"),
+        }
+    }
+    // Operands after the first are ignored, as qemu-io ignores them.
+    let Some(off) = g.operands().first() else {
+        return usage(con, "truncate");
+    };
+    let len = match cvtnum(off) {
+        Ok(n) => n,
+        Err(e) => {
+            con.warn(&e);
+            return Status::Failed;
+        }
+    };
+    match blk.truncate(len, prealloc) {
+        Ok(()) => Status::Ok,
+        Err(e) => {
+            con.warn(&format!("{}: {e}", con.prog));
             Status::Failed
         }
     }
@@ -156,14 +223,16 @@ fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     for name in &info.format_names {
         con.say(&format!("format name: {name}"));
     }
-    con.say(&format!(
-        "cluster size: {}",
-        cvtstr(info.cluster_size as f64)
-    ));
-    con.say(&format!(
-        "vm state offset: {}",
-        cvtstr(info.vm_state_offset as f64)
-    ));
+    if !info.no_block_info {
+        con.say(&format!(
+            "cluster size: {}",
+            cvtstr(info.cluster_size as f64)
+        ));
+        con.say(&format!(
+            "vm state offset: {}",
+            cvtstr(info.vm_state_offset as f64)
+        ));
+    }
     // zio's addition: the zoned model and limits (0 means no limit).
     if let Some(z) = blk.zone_info() {
         con.say(&format!("zoned model: {}", z.model.name()));

@@ -18,7 +18,7 @@ use super::aligned::AlignedBuf;
 use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::ZoneError;
-use super::{BlockDriver, NodeInfo, WriteFlags, errno};
+use super::{BlockDriver, NodeInfo, Prealloc, WriteFlags, errno, strerror};
 
 /// The largest single request, as QEMU's BDRV_REQUEST_MAX_BYTES.
 pub const BDRV_REQUEST_MAX_BYTES: u64 = 2_147_483_136;
@@ -75,6 +75,19 @@ impl BlockBackend {
     pub fn length(&self) -> io::Result<u64> {
         let n = self.root.length()?;
         Ok(n.checked_next_multiple_of(512).unwrap_or(n))
+    }
+
+    /// Sets the device's length (qemu-io's `truncate`); the error is QEMU's
+    /// message.
+    pub fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        if self.read_only {
+            return Err("Block node is read-only".into());
+        }
+        let old = self.root.length().map_err(|e| strerror(&e))?;
+        if prealloc != Prealloc::Off && len < old {
+            return Err("Cannot use preallocation for shrinking files".into());
+        }
+        self.root.truncate(len, prealloc)
     }
 
     pub fn info(&self) -> NodeInfo {

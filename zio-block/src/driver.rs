@@ -48,6 +48,35 @@ pub struct NodeInfo {
     pub format_names: Vec<String>,
     pub cluster_size: u64,
     pub vm_state_offset: u64,
+    /// The driver has no such information at all (QEMU's null-co has no
+    /// `bdrv_get_info`): qemu-io prints the format names only.
+    pub no_block_info: bool,
+}
+
+/// How `truncate` provides a grown range (QEMU's `PreallocMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Prealloc {
+    /// Sparse: nothing allocated.
+    Off,
+    /// Metadata only (no zio driver supports it, as QEMU's file-posix).
+    Metadata,
+    /// Allocated with fallocate.
+    Falloc,
+    /// Allocated by writing zeros.
+    Full,
+}
+
+impl Prealloc {
+    /// As qemu-io's `truncate -m` names it.
+    pub fn parse(s: &str) -> Option<Prealloc> {
+        match s {
+            "off" => Some(Prealloc::Off),
+            "metadata" => Some(Prealloc::Metadata),
+            "falloc" => Some(Prealloc::Falloc),
+            "full" => Some(Prealloc::Full),
+            _ => None,
+        }
+    }
 }
 
 /// A node of the block graph.
@@ -110,6 +139,13 @@ pub trait BlockDriver: Send + Sync {
 
     fn flush(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// Sets the node's length to `len` bytes (`truncate`); the error is
+    /// QEMU's message for it. The default is QEMU's answer for a driver
+    /// that cannot resize.
+    fn truncate(&self, _len: u64, _prealloc: Prealloc) -> Result<(), String> {
+        Err("Image format driver does not support resize".into())
     }
 
     /// The zoned model and limits; `None` for a regular device. Formats and

@@ -16,7 +16,7 @@ use nix::errno::Errno;
 use nix::fcntl::{FallocateFlags, fallocate};
 
 use super::aligned::{AlignedBuf, DIRECT_ALIGN, is_aligned};
-use super::driver::{OnProgress, write_zeroes_by_writing};
+use super::driver::{OnProgress, Prealloc, write_zeroes_by_writing};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno, strerror};
 
 /// Largest bounce window for unaligned O_DIRECT requests.
@@ -239,6 +239,43 @@ impl BlockDriver for FileNode {
 
     fn role(&self) -> Role {
         Role::Protocol
+    }
+
+    /// As QEMU's file-posix: a regular file is set to `len` (grown sparse,
+    /// or allocated by fallocate or by writing zeros); a block or character
+    /// device cannot grow, and shrinking it changes nothing.
+    fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        let meta = self.file.metadata().map_err(|e| e.to_string())?;
+        let old = self.size().map_err(|e| strerror(&e))?;
+        if !meta.file_type().is_file() {
+            if len > old {
+                return Err("Cannot grow device files".into());
+            }
+            return Ok(());
+        }
+        let failed = |e: io::Error| format!("Could not resize file: {}", strerror(&e));
+        match prealloc {
+            Prealloc::Metadata => return Err("Unsupported preallocation mode: metadata".into()),
+            Prealloc::Off => {}
+            Prealloc::Falloc if len > old => {
+                let (at, n) = (old as i64, (len - old) as i64);
+                fallocate(&self.file, FallocateFlags::empty(), at, n).map_err(|e| {
+                    format!("Could not preallocate new data: {}", strerror(&errno(e)))
+                })?;
+            }
+            Prealloc::Full if len > old => {
+                self.file.set_len(len).map_err(failed)?;
+                let zeros = vec![0u8; (1 << 20).min(len - old) as usize];
+                let mut at = old;
+                while at < len {
+                    let n = (len - at).min(zeros.len() as u64) as usize;
+                    self.file.write_all_at(&zeros[..n], at).map_err(failed)?;
+                    at += n as u64;
+                }
+            }
+            Prealloc::Falloc | Prealloc::Full => {}
+        }
+        self.file.set_len(len).map_err(failed)
     }
 
     fn length(&self) -> io::Result<u64> {

@@ -11,6 +11,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::driver::OnProgress;
+use super::driver::Prealloc;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::ZoneError;
 use super::{BlockDriver, Role, WriteFlags};
@@ -105,6 +106,10 @@ impl<P: FilterPolicy> BlockDriver for FilterNode<P> {
     fn flush(&self) -> io::Result<()> {
         self.policy.admit(Request::Flush)?;
         self.child.flush()
+    }
+
+    fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        self.child.truncate(len, prealloc)
     }
 
     fn zone_info(&self) -> Option<ZoneInfo> {

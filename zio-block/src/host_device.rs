@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use nix::errno::Errno;
 
-use super::driver::OnProgress;
+use super::driver::{OnProgress, Prealloc};
 use super::file::FileNode;
 use super::zone::{KernelSeries, Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
 use super::zone_rules::{self, Device, ZoneError};
@@ -363,6 +363,10 @@ impl BlockDriver for HostDevice {
 
     fn flush(&self) -> io::Result<()> {
         self.io.flush()
+    }
+
+    fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        self.io.truncate(len, prealloc)
     }
 
     fn info(&self) -> NodeInfo {

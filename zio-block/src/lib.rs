@@ -27,6 +27,7 @@ mod filter;
 #[allow(unsafe_code)]
 mod host_device;
 mod null;
+mod null_co;
 mod open;
 mod options;
 mod raw;
@@ -42,7 +43,7 @@ pub mod zone_rules;
 
 pub use aligned::AlignedBuf;
 pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, PATTERN_BUF};
-pub use driver::{BlockDriver, NodeInfo, OnProgress, Role, WriteFlags};
+pub use driver::{BlockDriver, NodeInfo, OnProgress, Prealloc, Role, WriteFlags};
 pub use drivers::{Verdict, check_image, creatable_formats, create_image};
 pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub(crate) use options::OptionMap;

@@ -131,11 +131,17 @@ impl OptionMap {
         child
     }
 
-    /// Fails on the first option nobody took.
+    /// Fails on the first option nobody took, in QEMU's words (which say
+    /// "doesn't" for a protocol driver, "does not" for the others).
     pub fn finish(&self, kind: &str, driver: &str) -> Result<(), String> {
+        let verb = if kind == "protocol" {
+            "doesn't"
+        } else {
+            "does not"
+        };
         match self.entries.keys().next() {
             Some(k) => Err(format!(
-                "Block {kind} '{driver}' does not support the option '{}'",
+                "Block {kind} '{driver}' {verb} support the option '{}'",
                 &k[self.prefix.len()..]
             )),
             None => Ok(()),

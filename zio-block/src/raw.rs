@@ -8,7 +8,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::create::create_image;
-use super::driver::OnProgress;
+use super::driver::{OnProgress, Prealloc};
 use super::open::open_child;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::{self, ZoneError};
@@ -129,6 +129,14 @@ impl BlockDriver for RawNode {
 
     fn flush(&self) -> io::Result<()> {
         self.child.flush()
+    }
+
+    fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        if self.size.is_some() {
+            return Err("Cannot resize fixed-size raw disks".into());
+        }
+        let child_len = self.offset.checked_add(len).ok_or("Invalid length")?;
+        self.child.truncate(child_len, prealloc)
     }
 
     fn info(&self) -> NodeInfo {
