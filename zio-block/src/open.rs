@@ -70,7 +70,24 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         nocache: req.nocache,
         force_share: req.force_share,
     };
-    let (mut opts, device) = if req.image_opts {
+    let json = req
+        .target
+        .as_deref()
+        .filter(|_| !req.image_opts)
+        .and_then(|t| t.strip_prefix("json:"));
+    let (mut opts, device) = if let Some(text) = json {
+        let name = req.target.clone();
+        let mut opts = OptionMap::from_json(text).map_err(|reason| OpenError {
+            device: name.clone(),
+            reason,
+        })?;
+        if let Some(fmt) = &req.format
+            && !opts.contains("driver")
+        {
+            opts.set("driver", fmt.clone());
+        }
+        (opts, name)
+    } else if req.image_opts {
         let text = req.target.clone().unwrap_or_default();
         let opts = OptionMap::parse(&text).map_err(|reason| OpenError {
             device: None,

@@ -131,6 +131,62 @@ impl OptionMap {
         child
     }
 
+    /// The options of a `json:{...}` image name (the text after `json:`),
+    /// flattened as QEMU flattens them: `{"file": {"driver": "file"}}` is
+    /// `file.driver=file`, array items are numbered (`k.0`, `k.1`), numbers
+    /// and booleans become their text (`on`/`off`). The errors are QEMU's.
+    pub fn from_json(text: &str) -> Result<OptionMap, String> {
+        let value: serde_json::Value = json5::from_str(text).map_err(|e| {
+            // One line: the parser's own message spans several.
+            let json5::Error::Message { location, .. } = e;
+            match location {
+                Some(l) => format!(
+                    "Could not parse the JSON options: JSON parse error at line {}, column {}",
+                    l.line, l.column
+                ),
+                None => "Could not parse the JSON options: JSON parse error".into(),
+            }
+        })?;
+        let serde_json::Value::Object(obj) = value else {
+            return Err("Invalid JSON object given".into());
+        };
+        let mut opts = OptionMap::default();
+        fn flatten(
+            opts: &mut OptionMap,
+            prefix: &str,
+            v: &serde_json::Value,
+        ) -> Result<(), String> {
+            use serde_json::Value;
+            match v {
+                Value::Object(o) => {
+                    for (k, v) in o {
+                        flatten(opts, &format!("{prefix}{k}."), v)?;
+                    }
+                }
+                Value::Array(a) => {
+                    for (i, v) in a.iter().enumerate() {
+                        flatten(opts, &format!("{prefix}{i}."), v)?;
+                    }
+                }
+                Value::String(s) => opts.set(prefix.trim_end_matches('.'), s.clone()),
+                Value::Number(n) => opts.set(prefix.trim_end_matches('.'), n.to_string()),
+                Value::Bool(b) => {
+                    let b = if *b { "on" } else { "off" };
+                    opts.set(prefix.trim_end_matches('.'), b.to_string());
+                }
+                Value::Null => {
+                    return Err(format!(
+                        "Invalid option value for '{}'",
+                        prefix.trim_end_matches('.')
+                    ));
+                }
+            }
+            Ok(())
+        }
+        flatten(&mut opts, "", &serde_json::Value::Object(obj))?;
+        Ok(opts)
+    }
+
     /// Fails on the first option nobody took, in QEMU's words (which say
     /// "doesn't" for a protocol driver, "does not" for the others).
     pub fn finish(&self, kind: &str, driver: &str) -> Result<(), String> {
@@ -179,6 +235,31 @@ mod tests {
         assert_eq!(child.take("driver").as_deref(), Some("file"));
         assert_eq!(child.take("filename").as_deref(), Some("a,b.img"));
         assert!(m.finish("format", "raw").is_ok());
+    }
+
+    #[test]
+    fn json_options_flatten_as_qemu_flattens_them() {
+        let m = OptionMap::from_json(
+            "{'driver': 'raw', \"size\": 4096, 'ro': true, 'file': {'driver': 'file', \
+             'filename': 'a,b.img'}, 'list': ['x', {'y': false}]}",
+        )
+        .unwrap();
+        let want = OptionMap::parse(
+            "driver=raw,size=4096,ro=on,file.driver=file,file.filename=a,,b.img,list.0=x,list.1.y=off",
+        )
+        .unwrap();
+        assert_eq!(m, want);
+        assert_eq!(
+            OptionMap::from_json("[1]").unwrap_err(),
+            "Invalid JSON object given"
+        );
+        let e = OptionMap::from_json("{\"driver\":").unwrap_err();
+        assert!(
+            e.starts_with("Could not parse the JSON options: JSON parse error at line 1"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'));
+        assert!(OptionMap::from_json("{'driver': null}").is_err());
     }
 
     #[test]
