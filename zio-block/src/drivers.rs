@@ -59,6 +59,7 @@ const fn entry(name: &'static str, role: Role, open: OpenFn) -> DriverEntry {
 pub(crate) const DRIVERS: &[DriverEntry] = &[
     entry("file", Role::Protocol, file::open),
     entry("host_device", Role::Protocol, host_device::open),
+    entry("host_cdrom", Role::Protocol, host_device::open_cdrom),
     entry("null", Role::Protocol, null::open),
     entry("null-co", Role::Protocol, null_co::open_co),
     entry("null-aio", Role::Protocol, null_co::open_aio),

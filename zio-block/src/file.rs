@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use nix::errno::Errno;
@@ -33,12 +33,32 @@ pub struct FileNode {
     driver: &'static str,
 }
 
-/// `driver=file,filename=PATH`.
+/// `driver=file,filename=PATH[,locking=on|off|auto]`.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
     let path = opts
         .take("filename")
         .ok_or_else(|| "The 'file' driver needs the option 'filename'".to_string())?;
-    Ok(Arc::new(FileNode::open_path(&path, flags, "file", false)?))
+    let lock = take_locking(opts)?;
+    let node = FileNode::open_path(&path, flags, "file", Kind::Regular, lock)?;
+    Ok(Arc::new(node))
+}
+
+/// What a driver opens: QEMU's file driver takes regular files only, its
+/// host_device (and host_cdrom) character and block devices only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Regular,
+    Device,
+}
+
+/// The `locking` option of file and host_device, as QEMU's: `on` or `auto`
+/// (the default) take zio's image lock, `off` takes none.
+pub fn take_locking(opts: &mut OptionMap) -> Result<bool, String> {
+    match opts.take("locking").as_deref() {
+        None | Some("on" | "auto") => Ok(true),
+        Some("off") => Ok(false),
+        Some(v) => Err(format!("invalid parameter value: {v}")),
+    }
 }
 
 /// Byte of the image file that zio's advisory lock covers (outside any data
@@ -83,12 +103,20 @@ impl FileNode {
     /// O_EXCL to a writable open, so a block device that is mounted or
     /// opened O_EXCL elsewhere is refused with EBUSY (read-only opens stay
     /// shared).
+    /// Opens `path` for `driver`, refusing what the driver does not take
+    /// ([`Kind`]) with QEMU's line, after the open as QEMU checks it (so a
+    /// directory opened for writing is `Is a directory`). A block device
+    /// opened for writing is opened O_EXCL. `lock`: take the image lock
+    /// (unless `-U`).
     pub fn open_path(
         path: &str,
         flags: &OpenFlags,
         driver: &'static str,
-        exclusive: bool,
+        kind: Kind,
+        lock: bool,
     ) -> Result<FileNode, String> {
+        let block = std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device());
+        let exclusive = block && !flags.read_only;
         let fail = |e: &io::Error| {
             let busy = if exclusive && e.raw_os_error() == Some(libc::EBUSY) {
                 " (in use: mounted or opened exclusively by another program)"
@@ -97,23 +125,32 @@ impl FileNode {
             };
             format!("Could not open '{path}': {}{busy}", strerror(e))
         };
-        if let Ok(m) = std::fs::metadata(path)
-            && m.is_dir()
-        {
-            return Err(fail(&errno(Errno::EISDIR)));
-        }
         let mut oo = OpenOptions::new();
         oo.read(true).write(!flags.read_only);
         let mut custom = 0;
         if flags.nocache {
             custom |= libc::O_DIRECT;
         }
-        if exclusive && !flags.read_only {
+        if exclusive {
             custom |= libc::O_EXCL;
         }
         oo.custom_flags(custom);
         let file = oo.open(path).map_err(|e| fail(&e))?;
-        if !flags.force_share {
+        let ft = file.metadata().map_err(|e| fail(&e))?.file_type();
+        match kind {
+            Kind::Regular if !ft.is_file() => {
+                return Err(format!(
+                    "'{driver}' driver requires '{path}' to be a regular file"
+                ));
+            }
+            Kind::Device if !ft.is_block_device() && !ft.is_char_device() => {
+                return Err(format!(
+                    "'{driver}' driver requires '{path}' to be either a character or block device"
+                ));
+            }
+            _ => {}
+        }
+        if lock && !flags.force_share {
             lock_image(&file, !flags.read_only)?;
         }
         Ok(FileNode {

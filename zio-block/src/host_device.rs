@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use nix::errno::Errno;
 
 use super::driver::{OnProgress, Prealloc};
-use super::file::FileNode;
+use super::file::{FileNode, Kind, take_locking};
 use super::zone::{KernelSeries, Zone, ZoneCond, ZoneInfo, ZoneModel, ZoneOp, ZoneType};
 use super::zone_rules::{self, Device, ZoneError};
 use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno};
@@ -78,26 +78,38 @@ pub struct HostDevice {
 
 /// `driver=host_device,filename=/dev/...`.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    open_named(opts, flags, "host_device")
+}
+
+/// `driver=host_cdrom`: QEMU's CD-ROM driver, here host_device under that
+/// name (zio does no CD-ROM media handling).
+pub fn open_cdrom(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    open_named(opts, flags, "host_cdrom")
+}
+
+fn open_named(
+    opts: &mut OptionMap,
+    flags: &OpenFlags,
+    driver: &'static str,
+) -> Result<Arc<dyn BlockDriver>, String> {
     let path = opts
         .take("filename")
-        .ok_or_else(|| "The 'host_device' driver needs the option 'filename'".to_string())?;
+        .ok_or_else(|| format!("The '{driver}' driver needs the option 'filename'"))?;
+    let lock = take_locking(opts)?;
     let meta = std::fs::metadata(&path)
         .map_err(|e| format!("Could not open '{path}': {}", super::strerror(&e)))?;
-    if !meta.file_type().is_block_device() {
-        return Err(format!(
-            "'{path}' is not a block device (use driver=file for regular files)"
-        ));
-    }
+    // A character device (QEMU takes those too) has no zones.
     let queue = Queue::of(meta.rdev());
-    let zoned = queue.read("zoned").is_some_and(|m| m == "host-managed");
+    let zoned = meta.file_type().is_block_device()
+        && queue.read("zoned").is_some_and(|m| m == "host-managed");
     let mut flags = *flags;
     // A zoned device must be written O_DIRECT: through the page cache the
     // writes reach it late and out of order.
     flags.nocache |= zoned;
-    // Every writable open is O_EXCL: a device that is mounted (or opened
-    // O_EXCL by another program, another zio included) is refused with
-    // EBUSY instead of being written under its owner.
-    let mut io = FileNode::open_path(&path, &flags, "host_device", true)?;
+    // Every writable open of a block device is O_EXCL: one that is mounted
+    // (or opened O_EXCL by another program, another zio included) is
+    // refused with EBUSY instead of being written under its owner.
+    let mut io = FileNode::open_path(&path, &flags, driver, Kind::Device, lock)?;
     let lbs = queue.num("logical_block_size").unwrap_or(512);
     io.set_alignment(lbs);
     let node = HostDevice {
@@ -317,7 +329,7 @@ impl HostDevice {
 
 impl BlockDriver for HostDevice {
     fn driver_name(&self) -> &'static str {
-        "host_device"
+        self.io.driver_name()
     }
 
     fn role(&self) -> Role {

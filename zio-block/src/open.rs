@@ -183,17 +183,19 @@ pub(crate) fn open_child(
     open_node(&mut child, flags)
 }
 
-/// Picks `host_device` for block devices and `file` for everything else.
+/// Picks `host_device` for block and character devices (as QEMU probes)
+/// and `file` for everything else.
 pub(crate) fn open_protocol(
     opts: &mut OptionMap,
     flags: &OpenFlags,
 ) -> Result<Arc<dyn BlockDriver>, String> {
+    use std::os::unix::fs::FileTypeExt;
     let filename = opts.take("filename").unwrap_or_default();
-    let is_block = std::fs::metadata(&filename)
-        .map(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()))
+    let is_device = std::fs::metadata(&filename)
+        .map(|m| m.file_type().is_block_device() || m.file_type().is_char_device())
         .unwrap_or(false);
     opts.set("filename", filename);
-    if is_block {
+    if is_device {
         host_device::open(opts, flags)
     } else {
         file::open(opts, flags)
