@@ -102,6 +102,10 @@ struct Cli {
     /// QEMU's tracing options: accepted and ignored (zio has no trace events)
     #[arg(short = 'T', long = "trace", value_name = "OPTIONS")]
     trace: Vec<String>,
+    /// Write to a throwaway overlay: the image is opened read-only and
+    /// stays as it was (in memory, up to a quarter of RAM)
+    #[arg(short = 's', long = "snapshot")]
+    snapshot: bool,
     /// Open the image read-only
     #[arg(short = 'r', long = "read-only")]
     read_only: bool,
@@ -377,6 +381,7 @@ fn main() -> ExitCode {
         read_only: cli.read_only,
         nocache: direct,
         force_share: cli.force_share,
+        snapshot: cli.snapshot,
         options: None,
     };
     let mut shell = if cli.image.is_none() && !cli.image_opts {

@@ -406,7 +406,30 @@ fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
 enum Fill {
     /// Buffers of these lengths filled with the byte, one after the other.
     Pattern(u8, Vec<u64>),
+    /// These bytes (`write -s`).
+    Data(Vec<u8>),
     Zeroes,
+}
+
+/// `write -s FILE`'s data, as qemu-io builds it: the file's first `len`
+/// bytes, repeated to fill `len` when the file is shorter. The error
+/// (`FILE: No such file or directory`, `FILE: file is empty`) is qemu-io's.
+fn data_from_file(path: &str, len: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let fail = |e: io::Error| format!("{path}: {}", strerror(&e));
+    let file = std::fs::File::open(path).map_err(fail)?;
+    let mut data = Vec::new();
+    file.take(len).read_to_end(&mut data).map_err(fail)?;
+    if data.is_empty() {
+        return Err(format!("{path}: file is empty"));
+    }
+    let period = data.len();
+    data.reserve(len as usize - period);
+    while data.len() < len as usize {
+        let n = period.min(len as usize - data.len());
+        data.extend_from_within(..n);
+    }
+    Ok(data)
 }
 
 /// A checked request: the command word for errors, and the byte range.
@@ -427,6 +450,7 @@ fn do_write(
     let start = Instant::now();
     let res: io::Result<()> = match fill {
         Fill::Pattern(b, lens) => write_pattern(blk, op, offset, &lens, b, flags),
+        Fill::Data(data) => blk.write(offset, &data, flags),
         Fill::Zeroes => {
             let _bar = spinner(op, count);
             blk.write_zeroes(offset, count, flags)
@@ -476,8 +500,8 @@ fn write_pattern(
 fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
-    let (mut pat, mut zero) = (None, false);
-    let mut g = GetOpt::new(argv, "CfnpP:qruz");
+    let (mut pat, mut zero, mut source) = (None, false, None);
+    let mut g = GetOpt::new(argv, "CfnpP:qrs:uz");
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
@@ -489,6 +513,7 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
                 None => return Status::Failed,
             },
             Opt::Flag('q', _) => out.quiet = true,
+            Opt::Flag('s', Some(v)) => source = Some(v),
             Opt::Flag('u', _) => flags.may_unmap = true,
             Opt::Flag('z', _) => zero = true,
             Opt::Bad(msg) => return bad_option(con, "write", &msg),
@@ -498,7 +523,7 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let &[off_arg, len_arg] = g.operands() else {
         return usage(con, "write");
     };
-    if zero && pat.is_some() {
+    if usize::from(zero) + usize::from(pat.is_some()) + usize::from(source.is_some()) > 1 {
         con.say("Only one of -z, -P, and -s can be specified at the same time");
         return Status::Failed;
     }
@@ -525,6 +550,14 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     }
     let fill = if zero {
         Fill::Zeroes
+    } else if let Some(path) = source {
+        match data_from_file(path, count) {
+            Ok(data) => Fill::Data(data),
+            Err(msg) => {
+                con.warn(&msg);
+                return Status::Failed;
+            }
+        }
     } else {
         Fill::Pattern(pat.unwrap_or(0xcd), vec![count])
     };
@@ -655,6 +688,7 @@ const WRITE_HELP: &str = "
  -P, -- use different pattern to fill file
  -q, -- quiet mode, do not show I/O statistics
  -r, -- register I/O buffer
+ -s, -- take the data from a file (repeated when it is shorter than len)
  -u, -- with -z, allow unmapping
  -z, -- write zeroes using blk_pwrite_zeroes
 

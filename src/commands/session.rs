@@ -76,6 +76,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
         return Status::Failed;
     }
     let mut req = OpenRequest::default();
+    let mut native_aio = false;
     let mut options: Vec<String> = Vec::new();
     let mut g = GetOpt::new(argv, "snCro:kt:d:U");
     for o in g.by_ref() {
@@ -97,13 +98,10 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
                     return Status::Failed;
                 }
             }
-            Opt::Flag(c @ ('s' | 'C' | 'k'), _) => {
-                sh.console.warn(&format!(
-                    "{}: open: -{c} is not supported by zio",
-                    sh.console.prog
-                ));
-                return Status::Failed;
-            }
+            Opt::Flag('s', _) => req.snapshot = true,
+            // Copy-on-read: no zio driver has a backing image to copy from.
+            Opt::Flag('C', _) => {}
+            Opt::Flag('k', _) => native_aio = true,
             Opt::Bad(msg) => {
                 sh.console.warn(&msg);
                 return usage(&mut sh.console, "open");
@@ -122,6 +120,15 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
             req.options = opts;
         }
         _ => return usage(&mut sh.console, "open"),
+    }
+    if native_aio && !req.nocache {
+        let device = req.target.as_deref().filter(|_| !req.image_opts);
+        let at = device.map_or(String::new(), |d| format!(" device {d}"));
+        sh.console.warn(&format!(
+            "{}: can't open{at}: aio=native was specified, but it requires cache.direct=on, which was not specified.",
+            sh.console.prog
+        ));
+        return Status::Failed;
     }
     match open_image(&req) {
         Ok(blk) => {
@@ -202,7 +209,9 @@ const OPEN_HELP: &str = "
         writethrough, unsafe)
  -d, -- use the given discard mode for the image (ignore, off, unmap, on)
  -o, -- options to be given to the block driver (driver=raw,file.filename=...)
- -s, -C and -k (snapshot, copy-on-read, kernel AIO) are not supported by zio.
+ -s, -- write to a throwaway overlay (in memory); the image stays as it was
+ -C and -k (copy-on-read, kernel AIO) are accepted and change nothing; -k
+ needs -n, as in QEMU.
 ";
 
 const CLOSE_HELP: &str = "

@@ -31,6 +31,7 @@ mod null_co;
 mod open;
 mod options;
 mod raw;
+mod snapshot;
 mod throttle;
 mod zone;
 mod zoned;

@@ -110,6 +110,12 @@ impl Chunks {
         }
     }
 
+    /// True if the chunk holding `offset` is stored.
+    pub fn has_chunk(&self, offset: u64) -> bool {
+        let idx = offset / CHUNK;
+        self.shard(idx).contains_key(&idx)
+    }
+
     pub fn read(&self, offset: u64, buf: &mut [u8]) {
         Self::for_chunks(offset, buf.len() as u64, |idx, src, dst| {
             match self.shard(idx).get(&idx) {

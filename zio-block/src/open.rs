@@ -6,7 +6,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::drivers::{self, lookup};
-use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device};
+use super::snapshot::Snapshot;
+use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device, strerror};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -33,6 +34,8 @@ pub struct OpenRequest {
     pub nocache: bool,
     /// `-U`.
     pub force_share: bool,
+    /// `-s`: the image read-only under a throwaway overlay (snapshot.rs).
+    pub snapshot: bool,
 }
 
 /// Why an image could not be opened, worded as qemu-io words it.
@@ -66,7 +69,7 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         });
     }
     let flags = OpenFlags {
-        read_only: req.read_only,
+        read_only: req.read_only || req.snapshot,
         nocache: req.nocache,
         force_share: req.force_share,
     };
@@ -124,7 +127,17 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
     let name = device
         .clone()
         .unwrap_or_else(|| req.target.clone().unwrap_or_default());
-    let root = open_node(&mut opts, &flags).map_err(|reason| OpenError { device, reason })?;
+    let mut root = open_node(&mut opts, &flags).map_err(|reason| OpenError {
+        device: device.clone(),
+        reason,
+    })?;
+    if req.snapshot {
+        let overlay = Snapshot::over(root).map_err(|e| OpenError {
+            device,
+            reason: strerror(&e),
+        })?;
+        root = Arc::new(overlay);
+    }
     Ok(BlockBackend::new(root, req.read_only, name))
 }
 
