@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 
-use super::file::take_image_lock;
+use super::file::{LockError, take_image_lock};
 use super::{errno, strerror};
 
 /// Symlinks followed at most, as the kernel does (ELOOP after that).
@@ -81,7 +81,10 @@ pub fn create_image<T>(
         .into_owned();
     let (tmp, file) = TempFile::create(&dir, &name).map_err(|e| fail(&e))?;
     // Nobody opens the new image before it is complete.
-    take_image_lock(&file, true).map_err(|e| fail(&errno(e)))?;
+    take_image_lock(&file, true).map_err(|e| match e {
+        LockError::Other(e) => fail(&errno(e)),
+        LockError::Conflict(msg) => msg,
+    })?;
     if let Some(m) = &old {
         let perms = std::fs::Permissions::from_mode(m.mode() & 0o7777);
         file.set_permissions(perms).map_err(|e| fail(&e))?;
@@ -119,8 +122,9 @@ fn resolve(path: &Path) -> io::Result<PathBuf> {
     Err(errno(Errno::ELOOP))
 }
 
-/// Takes zio's write lock on the existing image and checks that no QEMU
-/// process has it open (QEMU's lock bytes), as qemu-img refuses it.
+/// Takes the write lock on the existing image (QEMU's lock bytes, as every
+/// zio open does) and checks that no other process has any of those bytes
+/// locked (a reader included), as qemu-img refuses it.
 fn lock_target(file: &File, path: &str) -> Result<(), String> {
     let refused = || {
         format!(
@@ -129,8 +133,10 @@ fn lock_target(file: &File, path: &str) -> Result<(), String> {
     };
     match take_image_lock(file, true) {
         Ok(()) => {}
-        Err(Errno::EAGAIN | Errno::EACCES) => return Err(refused()),
-        Err(e) => return Err(format!("{path}: Failed to lock the image: {}", e.desc())),
+        Err(LockError::Conflict(_)) => return Err(refused()),
+        Err(LockError::Other(e)) => {
+            return Err(format!("{path}: Failed to lock the image: {}", e.desc()));
+        }
     }
     use nix::fcntl::{FcntlArg, fcntl};
     let mut probe = libc::flock {

@@ -61,48 +61,112 @@ pub fn take_locking(opts: &mut OptionMap) -> Result<bool, String> {
     }
 }
 
-/// Byte of the image file that zio's advisory lock covers (outside any data
-/// that matters, as QEMU's lock bytes are).
-const LOCK_BYTE: i64 = 0x100;
+/// QEMU's permission bits (`BLK_PERM_*`, bit i), by the names its lock
+/// errors use. An open holding bit i takes a shared OFD lock on byte
+/// `PERM_BASE + i`; one that does not share it, on `SHARED_BASE + i`
+/// (block/file-posix.c, `raw_apply_lock_bytes`).
+const PERM_NAMES: [&str; 4] = ["consistent read", "write", "write unchanged", "resize"];
+const PERM_BASE: i64 = 100;
+const SHARED_BASE: i64 = 200;
+const PERM_READ: u8 = 1;
+const PERM_WRITE: u8 = 2;
 
-/// Locks an open image with an OFD lock, as QEMU does: a writer takes it
-/// exclusively, a reader shared, so a second writer, or a reader beside a
-/// writer, is refused (`-U` skips the lock for read-only inspection). The
-/// lock belongs to the open file and goes away with it, even on kill -9.
-fn lock_image(file: &File, write: bool) -> Result<(), String> {
+/// Why the image lock was not taken.
+#[derive(Debug)]
+pub(crate) enum LockError {
+    /// Another process holds what this open excludes: QEMU's message
+    /// (`Failed to get "write" lock`).
+    Conflict(String),
+    Other(Errno),
+}
+
+/// Locks an open image as QEMU's file-posix does, so zio and QEMU see each
+/// other's opens: an open reads (and writes, for a writer) and does not
+/// share writing, so it is refused while another process writes (or forbids
+/// writing, as a running VM's disk does), and it refuses a later writer
+/// (qemu-io itself shares everything and holds the write bit only). `-U`
+/// skips the lock for read-only inspection. The locks belong to the open
+/// file and go away with it, even on kill -9. The error is QEMU's, with its
+/// hint naming the image.
+fn lock_image(file: &File, write: bool, path: &str) -> Result<(), String> {
     match take_image_lock(file, write) {
         Ok(()) => Ok(()),
-        Err(Errno::EAGAIN | Errno::EACCES) => Err(format!(
-            "Failed to get \"{}\" lock: is another process using the image? (-U opens it read-only without the lock)",
-            if write { "write" } else { "shared read" }
+        Err(LockError::Conflict(msg)) => Err(format!(
+            "{msg}\nIs another process using the image [{path}]?"
         )),
-        Err(e) => Err(format!("Failed to lock the image: {}", e.desc())),
+        Err(LockError::Other(e)) => Err(format!("Failed to lock the image: {}", e.desc())),
     }
 }
 
-/// zio's image lock on `file` (opened for writing when `write`): EAGAIN or
-/// EACCES when another open file holds a conflicting one. On file systems
-/// without OFD locks it succeeds without a lock, as QEMU goes on unlocked.
-pub(crate) fn take_image_lock(file: &File, write: bool) -> nix::Result<()> {
+/// Takes the lock bytes of an open that reads, writes when `write`, and
+/// shares everything but writing, then checks them as QEMU's
+/// `raw_check_lock_bytes` does: each bit it holds must not be unshared by
+/// another open file, and no other may hold the bit it does not share. On
+/// file systems without OFD locks it succeeds without a lock, as QEMU goes
+/// on unlocked.
+pub(crate) fn take_image_lock(file: &File, write: bool) -> Result<(), LockError> {
     use nix::fcntl::{FcntlArg, fcntl};
-    let lock = libc::flock {
-        l_type: if write { libc::F_WRLCK } else { libc::F_RDLCK } as i16,
+    let perm = if write {
+        PERM_READ | PERM_WRITE
+    } else {
+        PERM_READ
+    };
+    let unshared = PERM_WRITE;
+    let flock = |kind: i32, at: i64| libc::flock {
+        l_type: kind as i16,
         l_whence: libc::SEEK_SET as i16,
-        l_start: LOCK_BYTE,
+        l_start: at,
         l_len: 1,
         l_pid: 0,
     };
-    match fcntl(file, FcntlArg::F_OFD_SETLK(&lock)) {
-        Ok(_) | Err(Errno::EINVAL | Errno::ENOLCK | Errno::EOPNOTSUPP) => Ok(()),
-        Err(e) => Err(e),
+    let bits = || (0..PERM_NAMES.len()).map(|i| (i, 1u8 << i));
+    for (i, bit) in bits() {
+        for (held, base) in [(perm, PERM_BASE), (unshared, SHARED_BASE)] {
+            if held & bit == 0 {
+                continue;
+            }
+            match fcntl(
+                file,
+                FcntlArg::F_OFD_SETLK(&flock(libc::F_RDLCK, base + i as i64)),
+            ) {
+                Ok(_) => {}
+                Err(Errno::EINVAL | Errno::ENOLCK | Errno::EOPNOTSUPP) => return Ok(()),
+                Err(Errno::EAGAIN | Errno::EACCES) => {
+                    return Err(LockError::Conflict(format!(
+                        "Failed to get \"{}\" lock",
+                        PERM_NAMES[i]
+                    )));
+                }
+                Err(e) => return Err(LockError::Other(e)),
+            }
+        }
     }
+    // Locked by another open file description (ours do not count).
+    let taken = |at: i64| -> Result<bool, LockError> {
+        let mut probe = flock(libc::F_WRLCK, at);
+        fcntl(file, FcntlArg::F_OFD_GETLK(&mut probe)).map_err(LockError::Other)?;
+        Ok(probe.l_type != libc::F_UNLCK as i16)
+    };
+    for (i, bit) in bits() {
+        if perm & bit != 0 && taken(SHARED_BASE + i as i64)? {
+            return Err(LockError::Conflict(format!(
+                "Failed to get \"{}\" lock",
+                PERM_NAMES[i]
+            )));
+        }
+    }
+    for (i, bit) in bits() {
+        if unshared & bit != 0 && taken(PERM_BASE + i as i64)? {
+            return Err(LockError::Conflict(format!(
+                "Failed to get shared \"{}\" lock",
+                PERM_NAMES[i]
+            )));
+        }
+    }
+    Ok(())
 }
 
 impl FileNode {
-    /// Opens `path` for a protocol node named `driver`; `exclusive` adds
-    /// O_EXCL to a writable open, so a block device that is mounted or
-    /// opened O_EXCL elsewhere is refused with EBUSY (read-only opens stay
-    /// shared).
     /// Opens `path` for `driver`, refusing what the driver does not take
     /// ([`Kind`]) with QEMU's line, after the open as QEMU checks it (so a
     /// directory opened for writing is `Is a directory`). A block device
@@ -151,7 +215,7 @@ impl FileNode {
             _ => {}
         }
         if lock && !flags.force_share {
-            lock_image(&file, !flags.read_only)?;
+            lock_image(&file, !flags.read_only, path)?;
         }
         Ok(FileNode {
             file,
