@@ -393,7 +393,11 @@ fn main() -> ExitCode {
         shell
     } else {
         match open_image(&req) {
-            Ok(blk) => Shell::new(Some(blk), console),
+            Ok(blk) => {
+                let mut shell = Shell::new(Some(blk), console);
+                shell.open_req = Some(req);
+                shell
+            }
             Err(e) => {
                 console.warn(&format!("{}: {e}", program_name()));
                 return ExitCode::FAILURE;

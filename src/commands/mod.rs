@@ -314,6 +314,8 @@ pub struct Shell {
     /// an image opens it (and says so on stderr), unless an `open` or
     /// `close` came first, which drop it.
     pub pending_default: Option<OpenRequest>,
+    /// How the open image was opened, for `reopen`.
+    pub open_req: Option<OpenRequest>,
 }
 
 impl Shell {
@@ -323,6 +325,7 @@ impl Shell {
             console,
             default_device: false,
             pending_default: None,
+            open_req: None,
         }
     }
 
@@ -340,6 +343,7 @@ impl Shell {
         match open_image(&req) {
             Ok(blk) => {
                 self.blk = Some(blk);
+                self.open_req = Some(req);
                 self.default_device = true;
                 true
             }

@@ -20,6 +20,17 @@ pub const COMMANDS: &[Command] = &[
         body: Body::Shell(open_f),
     },
     Command {
+        name: "reopen",
+        altname: None,
+        argmin: 0,
+        argmax: None,
+        args: Some("[(-r|-w)] [-c cache] [-o options]"),
+        oneline: "reopens an image with new options",
+        help: Some(REOPEN_HELP),
+        writes: false,
+        body: Body::Shell(reopen_f),
+    },
+    Command {
         name: "close",
         altname: Some("c"),
         argmin: 0,
@@ -133,6 +144,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
     match open_image(&req) {
         Ok(blk) => {
             sh.blk = Some(blk);
+            sh.open_req = Some(req);
             sh.default_device = false;
             Status::Ok
         }
@@ -143,9 +155,109 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
     }
 }
 
+const REOPEN_HELP: &str = "
+ opens the open image again with changed options, as qemu-io's reopen
+
+ Example:
+ 'reopen -o offset=1M,size=4M' - the raw node now shows 4 MiB from 1 MiB on
+ 'reopen -r' - the image is read-only from now on
+
+ -r, -- read-only from now on
+ -w, -- read-write from now on
+ -c, -- the cache mode (none, directsync, writeback, writethrough, unsafe)
+ -o, -- options set over those the image was opened with (cf. 'open')
+ zio closes the image and opens it with the new options; if that fails,
+ the error is printed and the image is opened as it was.
+";
+
+fn reopen_f(sh: &mut Shell, argv: &[&str]) -> Status {
+    let prog = sh.console.prog;
+    let (mut ro, mut rw, mut cache, mut options) = (false, false, None, Vec::new());
+    let mut g = GetOpt::new(argv, "c:o:rw");
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('r', _) => ro = true,
+            Opt::Flag('w', _) => rw = true,
+            Opt::Flag('c', Some(mode)) => match args::cache_mode_direct(mode) {
+                Ok(direct) => cache = Some(direct),
+                Err(e) => {
+                    sh.console.warn(&format!("{prog}: {e}"));
+                    return Status::Failed;
+                }
+            },
+            Opt::Flag('o', Some(v)) => options.push(v.to_string()),
+            Opt::Bad(msg) => {
+                sh.console.warn(&msg);
+                return usage(&mut sh.console, "reopen");
+            }
+            Opt::Flag(..) => return usage(&mut sh.console, "reopen"),
+        }
+    }
+    if !g.operands().is_empty() {
+        return usage(&mut sh.console, "reopen");
+    }
+    if ro && rw {
+        sh.console
+            .warn(&format!("{prog}: Only one -r/-w option may be given"));
+        return Status::Failed;
+    }
+    let (Some(old), Some(_)) = (sh.open_req.clone(), sh.blk.as_ref()) else {
+        sh.console.warn("no file open, try 'help open'");
+        return Status::Failed;
+    };
+    let mut req = old.clone();
+    if ro || rw {
+        req.read_only = ro;
+    }
+    if let Some(direct) = cache {
+        req.nocache = direct;
+    }
+    if !options.is_empty() {
+        let mut all: Vec<String> = old.options.iter().cloned().collect();
+        all.extend(options);
+        req.options = Some(all.join(","));
+    }
+    // The old open goes first: its lock would stand in the new one's way.
+    sh.blk = None;
+    match open_image(&req) {
+        Ok(blk) => {
+            sh.blk = Some(blk);
+            sh.open_req = Some(req);
+            Status::Ok
+        }
+        Err(e) => {
+            sh.console
+                .warn(&format!("{prog}: {}", reopen_error(&e.reason)));
+            match open_image(&old) {
+                Ok(blk) => sh.blk = Some(blk),
+                Err(e) => {
+                    sh.console.warn(&format!("{prog}: {e}"));
+                    sh.open_req = None;
+                }
+            }
+            Status::Failed
+        }
+    }
+}
+
+/// QEMU's words for an option a reopen cannot set.
+fn reopen_error(reason: &str) -> String {
+    let unknown = [
+        "does not support the option '",
+        "doesn't support the option '",
+    ];
+    for u in unknown {
+        if let Some((_, key)) = reason.split_once(u) {
+            return format!("Cannot change the option '{}", key);
+        }
+    }
+    reason.to_string()
+}
+
 fn close_f(sh: &mut Shell, _argv: &[&str]) -> Status {
     sh.default_device = false;
     sh.pending_default = None;
+    sh.open_req = None;
     if sh.blk.take().is_none() {
         sh.console.warn("no file open, try 'help open'");
         return Status::Failed;

@@ -78,12 +78,21 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         .as_deref()
         .filter(|_| !req.image_opts)
         .and_then(|t| t.strip_prefix("json:"));
+    // `open -o` / `reopen -o` options, set over those of the name.
+    let extra = match &req.options {
+        Some(o) => OptionMap::parse(o).map_err(|reason| OpenError {
+            device: req.target.clone().filter(|_| !req.image_opts),
+            reason,
+        })?,
+        None => OptionMap::default(),
+    };
     let (mut opts, device) = if let Some(text) = json {
         let name = req.target.clone();
         let mut opts = OptionMap::from_json(text).map_err(|reason| OpenError {
             device: name.clone(),
             reason,
         })?;
+        opts.merge(extra);
         if let Some(fmt) = &req.format
             && !opts.contains("driver")
         {
@@ -92,20 +101,15 @@ pub fn open_image(req: &OpenRequest) -> Result<BlockBackend, OpenError> {
         (opts, name)
     } else if req.image_opts {
         let text = req.target.clone().unwrap_or_default();
-        let opts = OptionMap::parse(&text).map_err(|reason| OpenError {
+        let mut opts = OptionMap::parse(&text).map_err(|reason| OpenError {
             device: None,
             reason,
         })?;
+        opts.merge(extra);
         (opts, None)
     } else {
         let name = req.target.clone().unwrap_or_default();
-        let mut opts = match &req.options {
-            Some(o) => OptionMap::parse(o).map_err(|reason| OpenError {
-                device: Some(name.clone()),
-                reason,
-            })?,
-            None => OptionMap::default(),
-        };
+        let mut opts = extra;
         if let Some(fmt) = &req.format {
             opts.set("driver", fmt.clone());
         }

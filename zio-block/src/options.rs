@@ -66,6 +66,13 @@ impl OptionMap {
         format!("{}{key}", self.prefix)
     }
 
+    /// Sets every option of `other` here, replacing what is set already.
+    pub fn merge(&mut self, other: OptionMap) {
+        for (k, v) in other.entries {
+            self.entries.insert(self.full(&k), v);
+        }
+    }
+
     pub fn set(&mut self, key: &str, value: impl Into<String>) {
         self.entries.insert(self.full(key), value.into());
     }
