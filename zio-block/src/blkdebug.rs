@@ -164,7 +164,25 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     while let Some(r) = take_rule(opts, rules.len())? {
         rules.push(r);
     }
-    let child = open_child(opts, "file", flags)?;
+    // QEMU's request alignment: checked as QEMU checks it, otherwise of no
+    // effect (zio's block layer does not pad requests; the data is the same).
+    if let Some(a) = opts.take_size("align")?
+        && a != 0
+        && (a >= i32::MAX as u64 || !a.is_power_of_two())
+    {
+        return Err(format!("Cannot meet constraints with align {a}"));
+    }
+    // QEMU names the child `image` (and a `blkdebug::FILE` name gives it as
+    // `x-image`); zio's own tests call it `file`.
+    if let Some(image) = opts.take("x-image") {
+        opts.set("image.filename", image);
+    }
+    let name = if opts.has_child("image") {
+        "image"
+    } else {
+        "file"
+    };
+    let child = open_child(opts, name, flags)?;
     Ok(Arc::new(FilterNode::new(child, Blkdebug { rules })))
 }
 

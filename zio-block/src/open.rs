@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::drivers::{self, lookup};
 use super::snapshot::Snapshot;
-use super::{BlockBackend, BlockDriver, OptionMap, Role, file, host_device, strerror};
+use super::{BlockBackend, BlockDriver, OptionMap, Role, blkdebug, file, host_device, strerror};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -208,6 +208,20 @@ pub(crate) fn open_protocol(
 ) -> Result<Arc<dyn BlockDriver>, String> {
     use std::os::unix::fs::FileTypeExt;
     let filename = opts.take("filename").unwrap_or_default();
+    // `blkdebug:[CONFIG]:FILE`, as QEMU's blkdebug takes its filename.
+    if let Some(rest) = filename.strip_prefix("blkdebug:") {
+        let Some((config, image)) = rest.split_once(':') else {
+            return Err("blkdebug requires both config file and image path".into());
+        };
+        if !config.is_empty() {
+            return Err(format!(
+                "blkdebug config files are not supported by zio ('{config}'): use inject.N.* options"
+            ));
+        }
+        opts.set("x-image", image.to_string());
+        let node = blkdebug::open(opts, flags)?;
+        return Ok(node);
+    }
     let is_device = std::fs::metadata(&filename)
         .map(|m| m.file_type().is_block_device() || m.file_type().is_char_device())
         .unwrap_or(false);

@@ -66,6 +66,15 @@ impl OptionMap {
         format!("{}{key}", self.prefix)
     }
 
+    /// True if there are options for the child `name` (`name=` or `name.*`).
+    pub fn has_child(&self, name: &str) -> bool {
+        let key = self.full(name);
+        let dotted = format!("{key}.");
+        self.entries
+            .keys()
+            .any(|k| *k == key || k.starts_with(&dotted))
+    }
+
     /// Sets every option of `other` here, replacing what is set already.
     pub fn merge(&mut self, other: OptionMap) {
         for (k, v) in other.entries {
