@@ -763,7 +763,7 @@ mod tests {
         assert!(read[1].1.contains("pattern"));
         let open = command_flags(find("o").unwrap());
         let names: Vec<&str> = open.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(names, ["-U", "-d", "-n", "-o", "-r", "-t"]);
+        assert_eq!(names, ["-U", "-d", "-n", "-o", "-r", "-s", "-t"]);
         // A continued description is joined.
         assert!(
             open.iter()

@@ -138,7 +138,8 @@ mod tests {
             groups: vec![],
         };
         assert_eq!(case("x", "/t/x.out").bless_path(), Path::new("/t/x.out"));
-        // No x.out.6.12 yet: the run compares with x.out, blesses x.out.6.12.
+        // No file of its own yet: the run compares with the default one and
+        // blesses its own.
         let other = case("x@6.12", "/t/x.out");
         assert_eq!(other.bless_path(), Path::new("/t/x.out.6.12"));
     }
