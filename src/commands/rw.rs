@@ -368,38 +368,53 @@ fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
 }
 
 fn readv_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    read_vectored(blk, con, argv, "readv").unwrap_or_else(|ended| ended)
+}
+
+/// readv and aio_read (`word`): the same options (aio_read adds -i), the
+/// same operands and the same read, whose status is `Ok`; `Err` is the
+/// status of a command that ended before reading (a bad operand, or -i).
+fn read_vectored(
+    blk: &BlockBackend,
+    con: &mut Console,
+    argv: &[&str],
+    word: &str,
+) -> Result<Status, Status> {
     let mut out = Output::default();
     let mut pat = None;
-    let mut g = GetOpt::new(argv, "CP:qrv");
+    let aio = word == "aio_read";
+    let mut g = GetOpt::new(argv, if aio { "CiP:qrv" } else { "CP:qrv" });
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
+            Opt::Flag('i', _) => {
+                con.say("injecting invalid read request");
+                return Err(Status::Ok);
+            }
             Opt::Flag('P', Some(v)) => match pattern(con, v) {
                 Some(p) => pat = Some(p),
-                None => return Status::Failed,
+                None => return Err(Status::Failed),
             },
             Opt::Flag('q', _) => out.quiet = true,
             Opt::Flag('r', _) => {}
             Opt::Flag('v', _) => out.verbose = true,
-            Opt::Bad(msg) => return bad_option(con, "readv", &msg),
-            Opt::Flag(..) => return usage(con, "readv"),
+            Opt::Bad(msg) => return Err(bad_option(con, word, &msg)),
+            Opt::Flag(..) => return Err(usage(con, word)),
         }
     }
-    let (offset, count) = match offset_vector(con, "readv", g.operands()) {
-        Ok(v) => v,
-        Err(status) => return status,
-    };
+    let (offset, count) = offset_vector(con, word, g.operands())?;
     let verify = pat.map(|byte| Verify {
         byte,
         start: offset,
         len: count,
     });
+    // qemu-io names a failed aio_read "readv" too.
     let range = Range {
         op: "readv",
         offset,
         count,
     };
-    do_read(blk, con, range, verify, &out)
+    Ok(do_read(blk, con, range, verify, &out))
 }
 
 /// What a write puts down.
@@ -781,45 +796,11 @@ const AIO_FLUSH_HELP: &str = "
 ";
 
 fn aio_read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    let mut out = Output::default();
-    let mut pat = None;
-    let mut g = GetOpt::new(argv, "CiP:qrv");
-    for o in g.by_ref() {
-        match o {
-            Opt::Flag('C', _) => out.csv = true,
-            Opt::Flag('i', _) => {
-                con.say("injecting invalid read request");
-                return Status::Ok;
-            }
-            Opt::Flag('P', Some(v)) => match pattern(con, v) {
-                Some(p) => pat = Some(p),
-                None => return Status::Failed,
-            },
-            Opt::Flag('q', _) => out.quiet = true,
-            Opt::Flag('r', _) => {}
-            Opt::Flag('v', _) => out.verbose = true,
-            Opt::Bad(msg) => return bad_option(con, "aio_read", &msg),
-            Opt::Flag(..) => return usage(con, "aio_read"),
-        }
+    match read_vectored(blk, con, argv, "aio_read") {
+        // Made: the outcome is reported, not returned.
+        Ok(_) => Status::Ok,
+        Err(ended) => ended,
     }
-    let (offset, count) = match offset_vector(con, "aio_read", g.operands()) {
-        Ok(v) => v,
-        Err(status) => return status,
-    };
-    let verify = pat.map(|byte| Verify {
-        byte,
-        start: offset,
-        len: count,
-    });
-    // qemu-io names a failed aio_read "readv".
-    let range = Range {
-        op: "readv",
-        offset,
-        count,
-    };
-    // Made: the outcome is reported, not returned.
-    do_read(blk, con, range, verify, &out);
-    Status::Ok
 }
 
 fn aio_write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
