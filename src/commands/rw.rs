@@ -585,40 +585,77 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
 }
 
 fn writev_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
+    write_vectored(blk, con, argv, "writev").unwrap_or_else(|ended| ended)
+}
+
+/// writev and aio_write (`word`): the same options (aio_write adds -i, -u
+/// and -z, zeroing one length), operands and write, whose status is `Ok`;
+/// `Err` is the status of a command that ended before writing.
+fn write_vectored(
+    blk: &BlockBackend,
+    con: &mut Console,
+    argv: &[&str],
+    word: &str,
+) -> Result<Status, Status> {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
-    let mut pat = 0xcd;
-    let mut g = GetOpt::new(argv, "CfqrP:");
+    let (mut pat, mut zero) = (0xcd, false);
+    let aio = word == "aio_write";
+    let mut g = GetOpt::new(argv, if aio { "CfiqruzP:" } else { "CfqrP:" });
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
             Opt::Flag('f', _) => flags.fua = true,
+            Opt::Flag('i', _) => {
+                con.say("injecting invalid write request");
+                return Err(Status::Ok);
+            }
             Opt::Flag('q', _) => out.quiet = true,
             Opt::Flag('r', _) => {}
+            Opt::Flag('u', _) => flags.may_unmap = true,
             Opt::Flag('P', Some(v)) => match pattern(con, v) {
                 Some(p) => pat = p,
-                None => return Status::Failed,
+                None => return Err(Status::Failed),
             },
-            Opt::Bad(msg) => return bad_option(con, "writev", &msg),
-            Opt::Flag(..) => return usage(con, "writev"),
+            Opt::Flag('z', _) => zero = true,
+            Opt::Bad(msg) => return Err(bad_option(con, word, &msg)),
+            Opt::Flag(..) => return Err(usage(con, word)),
         }
     }
-    let (offset, count) = match offset_vector(con, "writev", g.operands()) {
-        Ok(v) => v,
-        Err(status) => return status,
+    let ops = g.operands();
+    if ops.len() < 2 {
+        return Err(usage(con, word));
+    }
+    if zero && ops.len() != 2 {
+        con.say("-z supports only a single length parameter");
+        return Err(Status::Failed);
+    }
+    if flags.may_unmap && !zero {
+        con.say("-u requires -z to be specified");
+        return Err(Status::Failed);
+    }
+    // qemu-io checks -z against -P with a flag its aio_write never sets,
+    // so the pair writes zeros.
+    let (offset, count) = if zero {
+        let offset = num(con, ops[0]).ok_or(Status::Failed)?;
+        (offset, num(con, ops[1]).ok_or(Status::Failed)?)
+    } else {
+        offset_vector(con, word, ops)?
     };
-    // One buffer per length operand (all checked above), as qemu-io's
-    // writev builds its iovec.
-    let lens = g.operands()[1..]
-        .iter()
-        .filter_map(|a| cvtnum(a).ok())
-        .collect();
+    let fill = if zero {
+        Fill::Zeroes
+    } else {
+        // One buffer per length operand (all checked above), as qemu-io
+        // builds its iovec.
+        let lens = ops[1..].iter().filter_map(|a| cvtnum(a).ok()).collect();
+        Fill::Pattern(pat, lens)
+    };
     let range = Range {
-        op: "writev",
+        op: word,
         offset,
         count,
     };
-    do_write(blk, con, range, Fill::Pattern(pat, lens), flags, &out)
+    Ok(do_write(blk, con, range, fill, flags, &out))
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -804,71 +841,11 @@ fn aio_read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
 }
 
 fn aio_write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    let mut out = Output::default();
-    let mut flags = WriteFlags::default();
-    let (mut pat, mut zero) = (None, false);
-    let mut g = GetOpt::new(argv, "CfiqruzP:");
-    for o in g.by_ref() {
-        match o {
-            Opt::Flag('C', _) => out.csv = true,
-            Opt::Flag('f', _) => flags.fua = true,
-            Opt::Flag('i', _) => {
-                con.say("injecting invalid write request");
-                return Status::Ok;
-            }
-            Opt::Flag('q', _) => out.quiet = true,
-            Opt::Flag('r', _) => {}
-            Opt::Flag('u', _) => flags.may_unmap = true,
-            Opt::Flag('P', Some(v)) => match pattern(con, v) {
-                Some(p) => pat = Some(p),
-                None => return Status::Failed,
-            },
-            Opt::Flag('z', _) => zero = true,
-            Opt::Bad(msg) => return bad_option(con, "aio_write", &msg),
-            Opt::Flag(..) => return usage(con, "aio_write"),
-        }
+    match write_vectored(blk, con, argv, "aio_write") {
+        // Made: the outcome is reported, not returned.
+        Ok(_) => Status::Ok,
+        Err(ended) => ended,
     }
-    let ops = g.operands();
-    if ops.len() < 2 {
-        return usage(con, "aio_write");
-    }
-    if zero && ops.len() != 2 {
-        con.say("-z supports only a single length parameter");
-        return Status::Failed;
-    }
-    if flags.may_unmap && !zero {
-        con.say("-u requires -z to be specified");
-        return Status::Failed;
-    }
-    // qemu-io checks -z against -P with a flag its aio_write never sets,
-    // so the pair writes zeros.
-    let (offset, count) = if zero {
-        let Some(offset) = num(con, ops[0]) else {
-            return Status::Failed;
-        };
-        let Some(count) = num(con, ops[1]) else {
-            return Status::Failed;
-        };
-        (offset, count)
-    } else {
-        match offset_vector(con, "aio_write", ops) {
-            Ok(v) => v,
-            Err(status) => return status,
-        }
-    };
-    let fill = if zero {
-        Fill::Zeroes
-    } else {
-        let lens = ops[1..].iter().filter_map(|a| cvtnum(a).ok()).collect();
-        Fill::Pattern(pat.unwrap_or(0xcd), lens)
-    };
-    let range = Range {
-        op: "aio_write",
-        offset,
-        count,
-    };
-    do_write(blk, con, range, fill, flags, &out);
-    Status::Ok
 }
 
 fn aio_flush_f(_blk: &BlockBackend, _con: &mut Console, _argv: &[&str]) -> Status {
