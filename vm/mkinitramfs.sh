@@ -59,6 +59,7 @@ for tool in blkzone qemu-io; do
 done
 
 install -m 0755 "$here/init" "$root/init"
+install -m 0755 "$here/agent" "$root/agent"
 
 # The tests: scripts, helpers and any data directories, not the expected
 # output (the host compares it).

@@ -18,7 +18,10 @@ use super::report::{ColorChoice, Format, Reporter};
 use super::schedule::run_all;
 use super::select::{Selection, select};
 use super::state::{load_failed, load_times, record_run};
-use super::vm::{DEVICES, KERNELS, REALDEV_GROUP, VmOptions, boot_order, instances, run_vm, shell};
+use super::vm::{
+    DEFAULT_KERNEL, DEVICES, KERNELS, REALDEV_GROUP, VmOptions, agent, agent_exec, agent_poweroff,
+    boot_order, instances, run_vm, shell,
+};
 
 /// Set by `run-iotests.sh` to its own `$0`: rerun hints name the script,
 /// and the default tests directory is the `iotests` next to it.
@@ -106,6 +109,16 @@ pub struct Cli {
     /// shell in it (on this terminal) instead of running tests.
     #[arg(long, value_name = "TEST")]
     pub vm_shell: Option<String>,
+    /// Boot a VM with no device set up (kernel --kernel, default 6.1) and
+    /// serve commands run inside it on the Unix socket SOCKET until
+    /// --vm-poweroff or 15 idle minutes: `zio-iotests --vm-exec SOCKET --
+    /// COMMAND [ARG...]` runs one and exits with its status. For harnesses
+    /// that run on the host against the VM's real devices (QEMU's check).
+    #[arg(long, value_name = "SOCKET", conflicts_with_all = ["vm_poweroff", "vm_shell"])]
+    pub vm_agent: Option<PathBuf>,
+    /// Power off the VM of the agent at SOCKET.
+    #[arg(long, value_name = "SOCKET")]
+    pub vm_poweroff: Option<PathBuf>,
     /// With --vm: kill a VM that has not powered off after SECS seconds
     /// (its unfinished tests fail).
     #[arg(long, value_name = "SECS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
@@ -115,8 +128,33 @@ pub struct Cli {
     pub tests: Vec<String>,
 }
 
+/// How long `--vm-exec` waits for its agent to come up (it binds its
+/// socket before the VM boots, so this covers a boot).
+const EXEC_WAIT: Duration = Duration::from_secs(600);
+
 /// Entry point of the `zio-iotests` binary.
+///
+/// `zio-iotests --vm-exec SOCKET -- COMMAND [ARG...]` is parsed here, not by
+/// clap: everything after `--` is the command, whatever it looks like. It
+/// runs COMMAND in the VM of the `--vm-agent` at SOCKET, prints its stdout
+/// and stderr and exits with its status.
 pub fn main() -> ExitCode {
+    let args: Vec<String> = env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--vm-exec") {
+        let result = match (args.get(2), args.get(3).map(String::as_str)) {
+            (Some(socket), Some("--")) => agent_exec(Path::new(socket), &args[4..], EXEC_WAIT),
+            _ => Err(anyhow::anyhow!(
+                "usage: zio-iotests --vm-exec SOCKET -- COMMAND [ARG...]"
+            )),
+        };
+        return match result {
+            Ok(rc) => ExitCode::from(rc.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("zio-iotests: {e:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let cli = Cli::parse();
     match run(&cli) {
         Ok(code) => code,
@@ -129,12 +167,16 @@ pub fn main() -> ExitCode {
 
 /// Runs what `cli` asks for and returns the exit code.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
+    if let Some(socket) = &cli.vm_poweroff {
+        agent_poweroff(socket)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if cli.bless && env::var_os("CI").is_some() {
         bail!("--bless refused: CI is set, and CI must not rewrite expected output");
     }
     let defaults = Defaults::from_env()?;
     let dir = cli.dir.clone().unwrap_or_else(|| defaults.dir.clone());
-    let vm = cli.vm || cli.kvm || cli.vm_shell.is_some();
+    let vm = cli.vm || cli.kvm || cli.vm_shell.is_some() || cli.vm_agent.is_some();
     let mut scratch = cli
         .scratch
         .clone()
@@ -192,6 +234,20 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 .collect::<String>(),
         );
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(socket) = &cli.vm_agent {
+        let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
+        let mut cfg = Config::new(&zio, &dir, &scratch)?;
+        cfg.timeout = Duration::from_secs(cli.timeout);
+        let opts = VmOptions {
+            kvm: cli.kvm,
+            boot_timeout: Duration::from_secs(cli.vm_timeout),
+            ..VmOptions::default()
+        };
+        let series = cli.kernel.as_deref().unwrap_or(DEFAULT_KERNEL);
+        return Ok(ExitCode::from(
+            agent(socket, series, &cfg, &opts)?.clamp(0, 255) as u8,
+        ));
     }
     if let Some(name) = &cli.vm_shell {
         let test = discover(&dir)?

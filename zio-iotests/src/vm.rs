@@ -28,6 +28,7 @@
 //! reports), `qemu.log`, and, with `--keep`, `initrd` and the ZNS backing
 //! file `zns.raw`. Boots run in parallel up to `-j`.
 
+mod agent;
 mod cpio;
 mod needs;
 mod protocol;
@@ -51,6 +52,7 @@ use super::exec::{Exit, RunOutput};
 use super::outcome::{Status, Verdict, judge, rerun_command};
 use super::scratch::Scratch;
 
+pub use agent::{agent, agent_exec, agent_poweroff};
 pub use needs::{DEFAULT_KERNEL, KERNELS, Needs};
 
 /// The group of tests the VM tier runs.
@@ -61,6 +63,7 @@ pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 pub const NOT_SET_UP: &str = "VM tier not set up: run vm/setup.sh";
 
 const INIT: &str = include_str!("../../vm/init");
+const AGENT: &str = include_str!("../../vm/agent");
 const MKINITRAMFS: &str = include_str!("../../vm/mkinitramfs.sh");
 const KERNEL_CMDLINE: &str = "console=ttyS0 quiet loglevel=0 panic=-1";
 
@@ -405,7 +408,7 @@ pub fn shell(test: &TestCase, cfg: &Config, opts: &VmOptions) -> Result<i32> {
         times: std::sync::Mutex::new(Vec::new()),
     };
     eprintln!("zio-iotests: VM shell with {needs} (exit to power off, Ctrl-A X to kill)");
-    let (mut cmd, _) = prepare_boot(&ctx, &dir, &needs, &[], true)?;
+    let (mut cmd, _) = prepare_boot(&ctx, &dir, &needs, &[], BootMode::Shell)?;
     let status = cmd
         .args(["-serial", "mon:stdio", "-serial", "file:results.log"])
         .status()
@@ -537,6 +540,8 @@ fn build_base(kernel: &Kernel, series: &str, cfg: &Config, vm_dir: &Path) -> Res
         .with_context(|| format!("cannot write {}", script.display()))?;
     fs::write(vm_dir.join("init"), INIT)
         .with_context(|| format!("cannot write {}", vm_dir.display()))?;
+    fs::write(vm_dir.join("agent"), AGENT)
+        .with_context(|| format!("cannot write {}", vm_dir.display()))?;
     let base = vm_dir.join(format!("base-{series}.cpio.gz"));
     let out = Command::new("bash")
         .arg(&script)
@@ -566,7 +571,7 @@ struct BootRun {
 }
 
 fn boot(ctx: &BootContext<'_>, dir: &Path, needs: &Needs, tests: &[&TestCase]) -> Result<BootRun> {
-    let (mut cmd, nonce) = prepare_boot(ctx, dir, needs, tests, false)?;
+    let (mut cmd, nonce) = prepare_boot(ctx, dir, needs, tests, BootMode::Tests)?;
     cmd.args(["-monitor", "none"]).args([
         "-serial",
         "file:console.log",
@@ -590,6 +595,18 @@ fn boot(ctx: &BootContext<'_>, dir: &Path, needs: &Needs, tests: &[&TestCase]) -
     })
 }
 
+/// What /init does once the devices are up (`SHELL_MODE` in its group
+/// file).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BootMode {
+    /// Runs the group's tests and reports them on ttyS1.
+    Tests = 0,
+    /// An interactive bash on the console (`--vm-shell`).
+    Shell = 1,
+    /// No devices; `/agent` serves commands on ttyS2 (`--vm-agent`).
+    Agent = 2,
+}
+
 /// The kernel command line, plus `ZIO_VM_APPEND` (e.g. `loglevel=7` to
 /// see boot messages in console.log).
 fn kernel_cmdline() -> String {
@@ -607,7 +624,7 @@ fn prepare_boot(
     dir: &Path,
     needs: &Needs,
     tests: &[&TestCase],
-    shell: bool,
+    mode: BootMode,
 ) -> Result<(Command, String)> {
     let (machine, cfg, opts) = (ctx.machine, ctx.cfg, ctx.opts);
     let kernel = machine
@@ -632,7 +649,7 @@ fn prepare_boot(
         needs.scsi.as_deref().unwrap_or_default().join(" "),
         cfg.timeout.as_secs().max(1),
         names.join(" "),
-        u8::from(shell),
+        mode as u8,
     );
     let mut initrd = fs::read(base).with_context(|| format!("cannot read {}", base.display()))?;
     cpio::pad4(&mut initrd);
