@@ -3,11 +3,17 @@
 # protocol) twice: once with the real qemu-io and once with QEMU_IO_PROG set
 # to zio. Prints each run's pass/fail/not-run counts and time, then the tests
 # that pass with qemu-io but not with zio, and the reverse, one per line.
-# Not part of CI; fetches nothing.
+# Fetches nothing (tools/fetch-qemu-src.sh does, from Debian's packages).
+# Exit status: 0 when every test that passes with qemu-io passes with zio
+# (flaky ones included; with --vm: when every selected test passes with
+# both), 1 when one does not, 2 on a usage or setup error.
+# CI runs the --vm form (QEMU's tests/zoned on both kernels); the whole
+# -raw suite takes a few minutes and is run by hand.
 #
 #   tools/qemu-iotests.sh [options] [-- CHECK-ARGS...]
-#     --qemu-src DIR  QEMU 10.0.2 source tree ($QEMU_SRC; default
-#                     /work/qemu-src/qemu-10.0.2)
+#     --qemu-src DIR  QEMU 10.0.2 source tree ($QEMU_SRC; default the one
+#                     tools/fetch-qemu-src.sh keeps in ~/.cache/zio-qemu-src,
+#                     else /work/qemu-src/qemu-10.0.2)
 #     --zio PATH      zio binary ($ZIO; default target/release/zio, built
 #                     with `cargo build --release` beforehand)
 #     --qemu-io PATH  reference qemu-io ($QEMU_IO; default: qemu-io on PATH)
@@ -18,7 +24,18 @@
 #     --keep          keep the temp dir (scratch files) instead of removing it
 #     --no-retry      don't rerun (-j1) the tests that pass in one run only;
 #                     by default one that then passes is listed as flaky
+#     --vm            run the tests that need a real zoned device (default:
+#                     QEMU's tests/zoned) with their devices, `sudo` and the
+#                     qemu-io under test inside a throwaway VM (the VM tier's
+#                     agent: zio-iotests --vm-agent); check itself runs here
+#     --kernel SERIES with --vm: the VM's kernel, 6.1 (default) or 6.12
 #   CHECK-ARGS go to check as they are, e.g. `-- 001 002` or `-- -g quick`.
+#
+# With --vm, `sudo` on check's PATH is a wrapper that runs its command in
+# the VM, and QEMU_IO_PROG one that runs the VM's copy of qemu-io (or of
+# zio, linked there as qemu-io); both copies come from this host (zio from
+# --zio, qemu-io from PATH) and are packed into the VM's initramfs by
+# vm/mkinitramfs.sh. Needs vm/setup.sh and target/release/zio-iotests.
 #
 # Needs: the QEMU source (Debian's qemu_10.0.2+ds.orig.tar.xz, extracted),
 # python3, bash, GNU sed, qemu-img, qemu-nbd, qemu-storage-daemon and
@@ -41,6 +58,8 @@ jobs=${JOBS:-2}
 only=
 keep=
 retry=1
+vm=
+kernel=6.1
 check_args=()
 
 die() { echo "qemu-iotests.sh: $*" >&2; exit 2; }
@@ -57,6 +76,8 @@ while (($#)); do
         --only) only=${2:?}; shift ;;
         --keep) keep=1 ;;
         --no-retry) retry= ;;
+        --vm) vm=1 ;;
+        --kernel) kernel=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
         --) shift; check_args=("$@"); break ;;
         *) die "unknown option $1 (see --help)" ;;
@@ -64,11 +85,14 @@ while (($#)); do
     shift
 done
 case $only in '' | qemu-io | zio) ;; *) die "--only takes qemu-io or zio" ;; esac
+case $kernel in 6.1 | 6.12) ;; *) die "--kernel takes 6.1 or 6.12, not '$kernel'" ;; esac
+if [[ -n $vm && ${#check_args[@]} -eq 0 ]]; then check_args=(zoned); fi
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "-j wants a number, not '$jobs'"
 
 if [[ -z $src ]]; then
-    src=/work/qemu-src/qemu-10.0.2
-    [[ -d $src ]] || die "no QEMU source: add a 'deb-src' line for bookworm-backports to apt's sources, run 'apt-get update && apt-get source --download-only qemu', extract qemu_10.0.2+ds.orig.tar.xz, pass --qemu-src DIR"
+    src=$HOME/.cache/zio-qemu-src/qemu-10.0.2
+    [[ -d $src ]] || src=/work/qemu-src/qemu-10.0.2
+    [[ -d $src ]] || die "no QEMU source: run tools/fetch-qemu-src.sh (or pass --qemu-src DIR)"
 fi
 [[ -d $src ]] || die "no QEMU source dir $src"
 src=$(cd "$src" && pwd)
@@ -85,6 +109,10 @@ tmp=$(mktemp -d /tmp/zio-qemu-iotests-XXXXXX)
 # Unix socket paths are limited to 108 bytes: keep SOCK_DIR short.
 sock=$(mktemp -d /tmp/qis-XXXXXX)
 cleanup() {
+    if [[ -n ${agent_pid:-} ]]; then
+        "$runner" --vm-poweroff "$sock/agent" >/dev/null 2>&1 || kill "$agent_pid" 2>/dev/null
+        wait "$agent_pid" 2>/dev/null || true
+    fi
     rm -rf "$sock"
     if [[ -n $keep ]]; then echo "temp dir kept: $tmp"; else rm -rf "$tmp"; fi
 }
@@ -188,10 +216,39 @@ count() { grep -c " $2\$" "$results/$1.status" || true; }
 passing() { sed -n 's/ pass$//p' "$results/$1.status" | LC_ALL=C sort; }
 
 echo "qemu-iotests from $src, results in $results"
-[[ $only == zio ]] || run qemu-io "$qemu_io" "$jobs" "${check_args[@]}"
 mkdir -p "$tmp/zio-as"
 ln -s "$zio" "$tmp/zio-as/qemu-io"
-[[ $only == qemu-io ]] || run zio "$tmp/zio-as/qemu-io" "$jobs" "${check_args[@]}"
+io_qemu=$qemu_io io_zio=$tmp/zio-as/qemu-io
+if [[ -n $vm ]]; then
+    runner=${ZIO_IOTESTS:-$repo/target/release/zio-iotests}
+    [[ -x $runner ]] || die "no zio-iotests at $runner (cargo build --release -p zio-iotests)"
+    "$runner" --zio "$zio" --dir "$repo/iotests" --kernel "$kernel" \
+        --vm-agent "$sock/agent" >"$results/vm-agent.log" 2>&1 &
+    agent_pid=$!
+    # in_vm NAME COMMAND...: a script $tmp/vm-bin/NAME that runs COMMAND and
+    # its arguments in the VM.
+    mkdir -p "$tmp/vm-bin"
+    in_vm() {
+        local name=$1
+        shift
+        printf '#!/usr/bin/env bash\nexec %q --vm-exec %q -- %s "$@"\n' \
+            "$runner" "$sock/agent" "$*" >"$tmp/vm-bin/$name"
+        chmod +x "$tmp/vm-bin/$name"
+    }
+    # sudo -n CMD: CMD as root in the VM (everything is root there).
+    printf '#!/usr/bin/env bash\n[[ ${1:-} == -n ]] && shift\nexec %q --vm-exec %q -- "$@"\n' \
+        "$runner" "$sock/agent" >"$tmp/vm-bin/sudo"
+    chmod +x "$tmp/vm-bin/sudo"
+    in_vm qemu-io-vm /usr/bin/qemu-io
+    in_vm zio-vm /tmp/zio-as/qemu-io
+    "$runner" --vm-exec "$sock/agent" -- sh -c \
+        'mkdir -p /tmp/zio-as && ln -sf /opt/zio/zio /tmp/zio-as/qemu-io && uname -r' ||
+        die "the VM agent did not come up (log: $results/vm-agent.log)"
+    io_qemu=$tmp/vm-bin/qemu-io-vm io_zio=$tmp/vm-bin/zio-vm
+    export PATH=$tmp/vm-bin:$PATH
+fi
+[[ $only == zio ]] || run qemu-io "$io_qemu" "$jobs" "${check_args[@]}"
+[[ $only == qemu-io ]] || run zio "$io_zio" "$jobs" "${check_args[@]}"
 
 # compare A B: print the tests that pass with A but not with B (retried once
 # with B alone when $retry is set; those passing then are printed as flaky).
@@ -205,13 +262,28 @@ compare() {
             <(printf '%s\n' "${flaky[@]}" | sed '/^$/d'))
     fi
     echo "pass with $a, not with $b (${#only_a[@]}):"
+    if [[ $a == qemu-io ]] && ((${#only_a[@]})); then status=1; fi
     printf '%s\n' "${only_a[@]}" | sed '/^$/d' | tee "$results/$a-only.txt"
     if ((${#flaky[@]})); then
         echo "  flaky (failed with $b, then passed alone with $b): ${flaky[*]}"
     fi
 }
+status=0
+# In the VM the selection is small and must run whole: a test that fails or
+# is not run (no sudo, no device) with either program fails this script.
+if [[ -n $vm ]]; then
+    for r in qemu-io zio; do
+        [[ -f $results/$r.status ]] || continue
+        n=$(($(count $r fail) + $(count $r 'not run')))
+        if ((n)) || [[ ! -s $results/$r.status ]]; then
+            echo "with --vm every selected test must pass; with $r, $n failed or did not run"
+            status=1
+        fi
+    done
+fi
 if [[ -z $only ]]; then
-    compare qemu-io zio "$tmp/zio-as/qemu-io"
-    compare zio qemu-io "$qemu_io"
+    compare qemu-io zio "$io_zio"
+    compare zio qemu-io "$io_qemu"
 fi
 echo "logs: $results/{qemu-io,zio}{,-retry}.log; failing tests' output: $results/{qemu-io,zio}{,-retry}/*.out.bad"
+exit $status
