@@ -28,15 +28,22 @@ fi
 mkdir -p "$cache"
 cd "$cache"
 if [[ ! -f $tarball ]]; then
-    if ! apt-cache showsrc qemu 2>/dev/null | grep -q "$tarball"; then
-        bin=/etc/apt/sources.list.d/zio-bookworm-backports.sources
-        [[ -f $bin ]] || die "no $bin: run vm/setup.sh first"
-        sed -e 's/^Types: deb$/Types: deb-src/' -e 's/^# Added by .*/# Added by zio'"'"'s tools/fetch-qemu-src.sh: QEMU'"'"'s source for its qemu-iotests./' "$bin" | as_root tee "$src_list" >/dev/null
+    index=$(apt-cache showsrc qemu 2>/dev/null || true)
+    if [[ $index != *"$tarball"* ]]; then
+        # The deb822 entry that serves bookworm-backports binaries (vm/setup.sh
+        # writes one), as a deb-src entry.
+        bin=$(grep -lE '^Suites:.*[[:space:]]bookworm-backports([[:space:]]|$)' \
+            /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v -- -src.sources | head -n 1 || true)
+        [[ -n $bin ]] || die "no deb822 apt source for bookworm-backports: run vm/setup.sh first"
+        sed -e 's/^Types: deb$/Types: deb-src/' \
+            -e "s|^# Added by .*|# Added by zio's tools/fetch-qemu-src.sh: QEMU's source for its qemu-iotests.|" \
+            "$bin" | as_root tee "$src_list" >/dev/null
         as_root apt-get update -qq
+        index=$(apt-cache showsrc qemu)
     fi
-    want=$(apt-cache showsrc qemu | awk -v t="$tarball" '
+    want=$(awk -v t="$tarball" '
         /^Checksums-Sha256:/ { on = 1; next } /^[^ ]/ { on = 0 }
-        on && $3 == t { print $1; exit }')
+        on && $3 == t && !done { print $1; done = 1 }' <<<"$index")
     [[ -n $want ]] || die "apt's source index has no $tarball"
     # The .dsc and .debian.tar of the newest upload may be missing from the
     # mirror (seen: 404) while the orig tarball, all this needs, is there:
