@@ -437,3 +437,37 @@ fn named_files_finds_paths_and_skips_the_host_and_placeholders() {
         ]
     );
 }
+
+/// The README's first screen is what a new user does first: one command
+/// that installs zio on PATH, zio on its embedded default, and the one test
+/// command (the one `.ci/run` ends with), in that order, in the first code
+/// block, within the first 40 lines.
+#[test]
+fn readme_first_screen_installs_runs_and_tests() {
+    let text = fs::read_to_string(manifest_dir().join("README.md")).unwrap();
+    let head: Vec<&str> = text.lines().take(40).collect();
+    let open = head
+        .iter()
+        .position(|l| l.starts_with("```"))
+        .expect("a code block on the README's first screen");
+    let close = head[open + 1..]
+        .iter()
+        .position(|l| l.starts_with("```"))
+        .map(|i| open + 1 + i)
+        .expect("the first code block ends on the first screen");
+    let commands: Vec<&str> = head[open + 1..close]
+        .iter()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(
+        commands,
+        ["cargo install --locked --path .", "zio", "cargo test"],
+        "the README's first code block"
+    );
+    let ci = fs::read_to_string(manifest_dir().join(".ci/run")).unwrap();
+    assert!(
+        ci.lines().any(|l| l.trim() == "cargo test"),
+        ".ci/run runs the README's test command"
+    );
+}
