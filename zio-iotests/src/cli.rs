@@ -206,13 +206,18 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let shard = cli.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     let defaults = Defaults::from_env()?;
     let dir = cli.dir.clone().unwrap_or_else(|| defaults.dir.clone());
+    // How to bless test NAME of this run: the rerun command with --bless.
+    let bless_hint = |name: &str| {
+        let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
+        let prefix = defaults.rerun_prefix(&zio, &dir);
+        format!("{prefix} --bless {}", shell_quote(name))
+    };
     if let Some(name) = &cli.new {
         let script = write_skeleton(&dir, name, &nonempty(&cli.groups))?;
         emit(&format!(
-            "wrote {}; edit it, then write its .out with: {} --bless {}\n",
+            "wrote {}; edit it, then write its .out with: {}\n",
             display_path(&script),
-            defaults.launcher_name(),
-            shell_quote(name)
+            bless_hint(name)
         ));
         return Ok(ExitCode::SUCCESS);
     }
@@ -275,9 +280,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         match without_out(&dir, name)? {
             Some(test) if cli.bless => found.push(test),
             Some(_) => bail!(
-                "{name} has no {name}.out yet: `{} --bless {}` writes it from a run",
-                defaults.launcher_name(),
-                shell_quote(name)
+                "{name} has no {name}.out yet: `{}` writes it from a run",
+                bless_hint(name)
             ),
             None => {}
         }

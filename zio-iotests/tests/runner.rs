@@ -237,19 +237,24 @@ fn output_mismatch_fails_with_diff_bad_file_and_rerun() {
         .find_map(|l| l.strip_prefix("  rerun: "))
         .expect("rerun line");
     assert!(rerun.ends_with(" bad_output"), "{rerun}");
-    let scratch2 = temp_dir("mismatch-rerun");
-    let mut cmd = command("sh");
-    cmd.arg("-c")
-        .arg(format!("{rerun} --scratch \"$1\""))
-        .arg("sh")
-        .arg(&scratch2);
-    let again = finish(cmd);
+    let again = run_printed(rerun, &temp_dir("mismatch-rerun"));
     assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
     assert!(
         again.stdout.ends_with("Failed 1 of 1 iotest\n"),
         "{}",
         again.stdout
     );
+}
+
+/// Runs a command line the runner printed (a rerun or bless hint) through
+/// `sh`, with scratch root `scratch`.
+fn run_printed(command_line: &str, scratch: &Path) -> Run {
+    let mut cmd = command("sh");
+    cmd.arg("-c")
+        .arg(format!("{command_line} --scratch \"$1\""))
+        .arg("sh")
+        .arg(scratch);
+    finish(cmd)
 }
 
 #[test]
@@ -710,14 +715,15 @@ fn bless_writes_the_out_of_a_new_test() {
 
     let r = run(&dir, &scratch, &["fresh"]);
     assert_eq!(r.code, 2, "{}", r.stdout);
-    assert!(
-        r.stderr.contains("fresh has no fresh.out yet: `") && r.stderr.contains(" --bless fresh`"),
-        "{}",
-        r.stderr
-    );
     assert!(!out.exists());
-
-    let r = run(&dir, &scratch, &["--bless", "fresh"]);
+    // The error says how to bless it, with a command that works.
+    let hint = r
+        .stderr
+        .strip_prefix("zio-iotests: fresh has no fresh.out yet: `")
+        .and_then(|rest| rest.strip_suffix("` writes it from a run\n"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(hint.ends_with(" --bless fresh"), "{hint}");
+    let r = run_printed(hint, &scratch);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     assert_eq!(result_line(&r.stdout, "fresh").reason, "blessed");
     assert_eq!(
@@ -972,7 +978,7 @@ fn help_names_the_launcher() {
 }
 
 /// `run-iotests.sh` with a stub `cargo` (it records its arguments) and a
-/// stub runner in a fake target dir; returns the run and cargo's argv.
+/// stub runner in a fake target dir, its stderr a pipe as in CI.
 #[test]
 fn launcher_says_it_builds_in_a_log() {
     let tmp = temp_dir("launcher");
