@@ -53,6 +53,8 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v bash)" /bin/bash
 copy_with_libs "$zio" /opt/zio/zio
+# `zio` on PATH too, for --vm-shell and --vm-exec (tests use $ZIO).
+ln -s /opt/zio/zio "$root/usr/bin/zio"
 # Reference tools for bench/vm-zone-report.sh, when the host has them.
 for tool in blkzone qemu-io; do
     p=$(command -v "$tool" 2>/dev/null) && copy_with_libs "$p" "/usr/bin/$tool"

@@ -2,6 +2,7 @@
 //! and drives discovery, selection, the run, the report and the exit code.
 
 use std::env;
+use std::fs;
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,14 +10,16 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use super::config::{Config, display_path};
-use super::discover::discover;
-use super::outcome::{Status, shell_quote};
-use super::report::{ColorChoice, Format, Reporter};
+use super::discover::{discover, without_out};
+use super::junit;
+use super::outcome::{Status, Verdict, shell_quote};
+use super::report::{ColorChoice, Format, Reporter, plural};
 use super::schedule::run_all;
-use super::select::{Selection, select};
+use super::select::{Selection, Shard, select};
+use super::skeleton::write_skeleton;
 use super::state::{load_failed, load_times, record_run};
 use super::vm::{
     DEFAULT_KERNEL, DEVICES, KERNELS, REALDEV_GROUP, VmOptions, agent, agent_exec, agent_poweroff,
@@ -34,7 +37,9 @@ pub const LAUNCHER_ENV: &str = "ZIO_IOTESTS_LAUNCHER";
 #[derive(Debug, Parser)]
 #[command(name = "zio-iotests", version, args_override_self = true)]
 pub struct Cli {
-    /// Only run tests in any of these groups (`disabled` runs only if named).
+    /// Only run tests in any of these groups (`disabled` runs only if named;
+    /// a group no test is in is an error). With --new: the new test's groups
+    /// [default: quick,auto].
     #[arg(
         short = 'g',
         long = "group",
@@ -42,7 +47,8 @@ pub struct Cli {
         value_delimiter = ','
     )]
     pub groups: Vec<String>,
-    /// Skip tests in any of these groups.
+    /// Skip tests in any of these groups (a group no test is in is an
+    /// error).
     #[arg(
         short = 'x',
         long = "exclude-group",
@@ -55,12 +61,24 @@ pub struct Cli {
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub jobs: Option<u32>,
     /// Rewrite the .out of each test that exits 0 from its actual output
-    /// (a run on another kernel writes its own NAME.out.KERNEL).
+    /// (a run on another kernel writes its own NAME.out.KERNEL); a test
+    /// named on the command line that has no .out yet gets one.
     #[arg(long)]
     pub bless: bool,
+    /// Write a skeleton test NAME (groups from -g) into the tests directory
+    /// and run nothing; `--bless NAME` then writes its NAME.out.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["bless", "failed", "dry_run", "tests"])]
+    pub new: Option<String>,
     /// Print TAP version 13 instead of the human report.
     #[arg(long)]
     pub tap: bool,
+    /// Also write the results as JUnit XML to FILE (for CI test reports).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Run only part K of N of the selected tests (1 <= K <= N), for CI
+    /// jobs that split a run; a test's part depends on its name only.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
     /// Colour the status words: auto (on a terminal, unless NO_COLOR is
     /// set), always or never. TAP output is never coloured.
     #[arg(long, value_name = "WHEN", value_enum, default_value_t = ColorChoice::Auto)]
@@ -71,7 +89,8 @@ pub struct Cli {
     /// List the tests that would run, one per line, and run nothing.
     #[arg(short = 'n', long = "dry-run")]
     pub dry_run: bool,
-    /// Only rerun the tests that failed when they last ran.
+    /// Only rerun the tests that failed when they last ran (none: says so
+    /// and exits 0).
     #[arg(long)]
     pub failed: bool,
     /// Kill a test (its whole process group) after SECS seconds.
@@ -155,7 +174,7 @@ pub fn main() -> ExitCode {
             }
         };
     }
-    let cli = Cli::parse();
+    let cli = parse_args();
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
@@ -163,6 +182,16 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The command line, with usage and help naming the launcher
+/// (`./run-iotests.sh`) when started through it.
+fn parse_args() -> Cli {
+    let mut command = Cli::command();
+    if let Some(launcher) = env::var(LAUNCHER_ENV).ok().filter(|l| !l.is_empty()) {
+        command = command.bin_name(launcher);
+    }
+    Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs what `cli` asks for and returns the exit code.
@@ -174,8 +203,24 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if cli.bless && env::var_os("CI").is_some() {
         bail!("--bless refused: CI is set, and CI must not rewrite expected output");
     }
+    let shard = cli.shard.as_deref().map(str::parse::<Shard>).transpose()?;
     let defaults = Defaults::from_env()?;
     let dir = cli.dir.clone().unwrap_or_else(|| defaults.dir.clone());
+    // How to bless test NAME of this run: the rerun command with --bless.
+    let bless_hint = |name: &str| {
+        let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
+        let prefix = defaults.rerun_prefix(&zio, &dir);
+        format!("{prefix} --bless {}", shell_quote(name))
+    };
+    if let Some(name) = &cli.new {
+        let script = write_skeleton(&dir, name, &nonempty(&cli.groups))?;
+        emit(&format!(
+            "wrote {}; edit it, then write its .out with: {}\n",
+            display_path(&script),
+            bless_hint(name)
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
     let vm = cli.vm || cli.kvm || cli.vm_shell.is_some() || cli.vm_agent.is_some();
     let mut scratch = cli
         .scratch
@@ -186,55 +231,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         scratch.push("vm");
     }
 
-    // A VM run on another kernel is named NAME@KERNEL (as rerun hints
-    // print it): the test is NAME, and only that run is kept below.
-    let base_name = |n: &str| n.split_once('@').map_or(n, |(b, _)| b).to_string();
-    let mut names: Vec<String> = cli.tests.iter().map(|n| base_name(n)).collect();
-    names.dedup();
-    let selection = Selection {
-        names,
-        groups: nonempty(&cli.groups),
-        exclude: nonempty(&cli.exclude),
-    };
-    let mut tests = select(discover(&dir)?, &selection)?;
-    if vm {
-        if let Some(t) = tests
-            .iter()
-            .find(|t| selection.names.contains(&t.name) && !t.in_group(REALDEV_GROUP))
-        {
-            bail!(
-                "{} is not in group {REALDEV_GROUP}; --vm runs only {REALDEV_GROUP} tests",
-                t.name
-            );
-        }
-        tests.retain(|t| t.in_group(REALDEV_GROUP));
-    }
-    // One run per test and kernel of its `# kernels:` line, on the host
-    // (against the emulation's profile) as in the VM.
-    let mut runs = instances(tests, cli.kernel.as_deref(), cli.device.as_deref());
-    // NAME selects every run of NAME; NAME@KERNEL only that one.
-    runs.retain(|r| {
-        cli.tests.is_empty()
-            || cli.tests.contains(&r.name)
-            || cli.tests.contains(&base_name(&r.name))
-    });
-    tests = runs;
-    if vm {
-        tests = boot_order(tests);
-    }
-    if cli.failed {
-        let failed = load_failed(&scratch)?;
-        tests.retain(|t| failed.contains(&t.name));
-    }
-    if cli.dry_run {
-        emit(
-            &tests
-                .iter()
-                .map(|t| format!("{}\n", t.name))
-                .collect::<String>(),
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
     if let Some(socket) = &cli.vm_agent {
         let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
         let mut cfg = Config::new(&zio, &dir, &scratch)?;
@@ -265,6 +261,144 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             shell(&test, &cfg, &opts)?.clamp(0, 255) as u8
         ));
     }
+    // A VM run on another kernel is named NAME@KERNEL (as rerun hints
+    // print it): the test is NAME, and only that run is kept below.
+    let base_name = |n: &str| n.split_once('@').map_or(n, |(b, _)| b).to_string();
+    let mut names: Vec<String> = cli.tests.iter().map(|n| base_name(n)).collect();
+    names.dedup();
+    let selection = Selection {
+        names,
+        groups: nonempty(&cli.groups),
+        exclude: nonempty(&cli.exclude),
+    };
+    let mut found = discover(&dir)?;
+    for name in &selection.names {
+        if found.iter().any(|t| &t.name == name) {
+            continue;
+        }
+        // A script without its .out yet: `--bless NAME` writes it.
+        match without_out(&dir, name)? {
+            Some(test) if cli.bless => found.push(test),
+            Some(_) => bail!(
+                "{name} has no {name}.out yet: `{}` writes it from a run",
+                bless_hint(name)
+            ),
+            None => {}
+        }
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut tests = select(found, &selection)?;
+    if vm {
+        if let Some(t) = tests
+            .iter()
+            .find(|t| selection.names.contains(&t.name) && !t.in_group(REALDEV_GROUP))
+        {
+            bail!(
+                "{} is not in group {REALDEV_GROUP}; --vm runs only {REALDEV_GROUP} tests",
+                t.name
+            );
+        }
+        let selected = tests.len();
+        tests.retain(|t| t.in_group(REALDEV_GROUP));
+        if tests.is_empty() {
+            bail!(
+                "no tests selected: --vm runs only tests in group {REALDEV_GROUP}, and none of the {} selected is",
+                plural(selected, "test")
+            );
+        }
+    }
+    // One run per test and kernel of its `# kernels:` line, on the host
+    // (against the emulation's profile) as in the VM.
+    let selected = tests.len();
+    let mut runs = instances(tests, cli.kernel.as_deref(), cli.device.as_deref());
+    // NAME selects every run of NAME; NAME@KERNEL only that one.
+    runs.retain(|r| {
+        cli.tests.is_empty()
+            || cli.tests.contains(&r.name)
+            || cli.tests.contains(&base_name(&r.name))
+    });
+    if let Some(name) = cli
+        .tests
+        .iter()
+        .find(|n| n.contains('@') && !runs.iter().any(|r| &&r.name == n))
+    {
+        bail!(
+            "no such test run: {name} (a test runs on the kernels of its `# kernels:` line, default {DEFAULT_KERNEL})"
+        );
+    }
+    if runs.is_empty() {
+        let on: Vec<String> = [
+            cli.kernel.as_ref().map(|k| format!("on kernel {k}")),
+            cli.device.as_ref().map(|d| format!("on device family {d}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        bail!(
+            "no tests selected: none of the {} selected runs {}",
+            plural(selected, "test"),
+            on.join(" ")
+        );
+    }
+    tests = runs;
+    if vm {
+        tests = boot_order(tests);
+    }
+    // From here an empty selection was asked for (a shard that holds no
+    // test, no failures to rerun): it is said plainly, and is no error.
+    let mut empty_because = None;
+    if let Some(shard) = shard {
+        let selected = tests.len();
+        tests.retain(|t| shard.holds(&t.name));
+        if tests.is_empty() {
+            empty_because = Some(format!(
+                "shard {}/{} holds none of the {} selected",
+                shard.index,
+                shard.count,
+                plural(selected, "test run")
+            ));
+        }
+    }
+    if cli.failed && empty_because.is_none() {
+        let failed = load_failed(&scratch)?;
+        tests.retain(|t| failed.contains(&t.name));
+        if tests.is_empty() {
+            empty_because = Some("no selected test failed when it last ran".to_string());
+        }
+    }
+    let suite = match shard {
+        Some(s) => format!("iotests (shard {}/{})", s.index, s.count),
+        None => "iotests".to_string(),
+    };
+    let classname = if vm { "iotests.vm" } else { "iotests" };
+    let junit_file = |verdicts: &[Verdict]| -> Result<()> {
+        match &cli.junit {
+            Some(path) => fs::write(path, junit::render(&suite, classname, verdicts))
+                .with_context(|| format!("cannot write {}", path.display())),
+            None => Ok(()),
+        }
+    };
+    if let Some(why) = empty_because {
+        if cli.dry_run {
+            eprintln!("zio-iotests: nothing to run: {why}");
+        } else {
+            junit_file(&[])?;
+            emit(&match cli.tap {
+                true => format!("TAP version 13\n1..0 # SKIP nothing to run: {why}\n"),
+                false => format!("Nothing to run: {why}\n"),
+            });
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if cli.dry_run {
+        emit(
+            &tests
+                .iter()
+                .map(|t| format!("{}\n", t.name))
+                .collect::<String>(),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let format = if cli.tap { Format::Tap } else { Format::Human };
     let names = || tests.iter().map(|t| t.name.as_str());
     let color = cli.color.enabled(
@@ -274,12 +408,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let reporter = Reporter::new(format, names())
         .with_color(color)
         .with_previous(names(), &load_times(&scratch)?);
-    if tests.is_empty() {
-        eprintln!("zio-iotests: no iotests selected");
-        emit(&reporter.header());
-        emit(&reporter.summary(&[]));
-        return Ok(ExitCode::SUCCESS);
-    }
+    // A JUnit file that cannot be written fails now, not after the run.
+    junit_file(&[])?;
 
     let zio = cli.zio.clone().unwrap_or_else(|| defaults.zio.clone());
     let mut cfg = Config::new(&zio, &dir, &scratch)?;
@@ -308,6 +438,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     emit(&reporter.summary(&verdicts));
 
     record_run(&cfg.scratch_root, &verdicts)?;
+    junit_file(&verdicts)?;
     Ok(if verdicts.iter().any(|v| v.runner_error) {
         ExitCode::from(2)
     } else if verdicts.iter().any(|v| v.status == Status::Fail) {
@@ -353,14 +484,19 @@ impl Defaults {
         })
     }
 
+    /// How the user started the runner: the launcher, else this binary.
+    fn launcher_name(&self) -> String {
+        match &self.launcher {
+            Some(l) => l.clone(),
+            None => display_path(&self.exe),
+        }
+    }
+
     /// The command that reruns a test: the launcher, plus `--zio`/`--dir`
     /// when this run used non-default ones.
     fn rerun_prefix(&self, zio: &Path, tests_dir: &Path) -> String {
         let same = |a: &Path, b: &Path| a.canonicalize().ok() == b.canonicalize().ok();
-        let mut words = vec![match &self.launcher {
-            Some(l) => l.clone(),
-            None => display_path(&self.exe),
-        }];
+        let mut words = vec![self.launcher_name()];
         if !same(zio, &self.zio) {
             words.extend(["--zio".into(), display_path(zio)]);
         }

@@ -92,9 +92,28 @@ pub fn discover(dir: &Path) -> Result<Vec<TestCase>> {
     Ok(tests)
 }
 
+/// The test `name` in `dir` whose script exists but whose `NAME.out` does
+/// not yet (for `--bless NAME`, which writes it); None if there is no such
+/// script, or if `name` is not a test name.
+pub fn without_out(dir: &Path, name: &str) -> Result<Option<TestCase>> {
+    let script = dir.join(name);
+    let expected = dir.join(format!("{name}.out"));
+    if !is_candidate_name(name) || name.contains('/') || !script.is_file() || expected.exists() {
+        return Ok(None);
+    }
+    let text = fs::read(&script)
+        .with_context(|| format!("cannot read test script {}", script.display()))?;
+    Ok(Some(TestCase {
+        name: name.to_string(),
+        groups: parse_groups(&String::from_utf8_lossy(&text)),
+        script,
+        expected,
+    }))
+}
+
 /// Names that can never be a test script: dot files, editor backups and
 /// the runner's own output files.
-fn is_candidate_name(name: &str) -> bool {
+pub fn is_candidate_name(name: &str) -> bool {
     !(name.starts_with('.')
         || name.ends_with('~')
         || name.ends_with(".out")

@@ -109,9 +109,16 @@ pub fn judge(test: &TestCase, run: RunOutput, cfg: &Config) -> Result<Verdict> {
         Exit::Code(code) => problems.push(format!("exit status {code}")),
     }
     if !matches!(run.exit, Exit::TimedOut(_)) {
-        let expected = fs::read_to_string(&test.expected)
-            .with_context(|| format!("cannot read {}", test.expected.display()))?;
-        if !outputs_match(&expected, &run.output) {
+        // `--bless NAME` of a test without NAME.out yet: it is compared
+        // with nothing, and blessing writes it.
+        let first_bless = cfg.bless && !test.expected.exists();
+        let expected = if first_bless {
+            String::new()
+        } else {
+            fs::read_to_string(&test.expected)
+                .with_context(|| format!("cannot read {}", test.expected.display()))?
+        };
+        if first_bless || !outputs_match(&expected, &run.output) {
             let old_label = format!("{}/{}.out", cfg.tests_dir_label, test.name);
             let new_label = display_path(&scratch.bad);
             diff = unified_diff(&expected, &run.output, &old_label, &new_label);

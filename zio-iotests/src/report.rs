@@ -188,9 +188,9 @@ impl Reporter {
             }
         }
         lines.push(if failed.is_empty() {
-            format!("Passed all {ran} iotests")
+            format!("Passed all {}", plural(ran, "iotest"))
         } else {
-            format!("Failed {} of {ran} iotests", failed.len())
+            format!("Failed {} of {}", failed.len(), plural(ran, "iotest"))
         });
         let prefix = match self.format {
             Format::Human => "",
@@ -200,6 +200,14 @@ impl Reporter {
             .iter()
             .map(|line| format!("{prefix}{line}\n"))
             .collect()
+    }
+}
+
+/// `1 test`, `2 tests`: `count` and `noun`, plural unless it is 1.
+pub fn plural(count: usize, noun: &str) -> String {
+    match count {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
     }
 }
 
@@ -280,7 +288,12 @@ mod tests {
             r.summary(&vs),
             "Not run: 003\nFailures: long-name\nFailed 1 of 2 iotests\n"
         );
-        assert_eq!(r.summary(&vs[..1]), "Passed all 1 iotests\n");
+        assert_eq!(r.summary(&vs[..1]), "Passed all 1 iotest\n");
+        assert_eq!(
+            r.summary(&vs[1..2]),
+            "Failures: long-name\nFailed 1 of 1 iotest\n"
+        );
+        assert_eq!(plural(0, "test"), "0 tests");
     }
 
     #[test]

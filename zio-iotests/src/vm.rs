@@ -24,8 +24,8 @@
 //! A VM run keeps its scratch files apart from host runs: the CLI makes
 //! its scratch root `<scratch>/vm` (test dirs, `.out.bad`, `--failed`
 //! state), and boot N's files go to `<scratch>/vm/.vm/boot-N/`:
-//! `console.log` (ttyS0, the kernel console), `results.log` (ttyS1, the
-//! reports), `qemu.log`, and, with `--keep`, `initrd` and the ZNS backing
+//! `console.log` (ttyS0, the kernel console, with the devices' facts),
+//! `results.log` (ttyS1, the reports), `qemu.log`, and, with `--keep`, `initrd` and the ZNS backing
 //! file `zns.raw`. Boots run in parallel up to `-j`.
 
 mod agent;
@@ -491,14 +491,12 @@ impl BootContext<'_> {
             }
             match &outcome {
                 Err(e) => eprintln!("zio-iotests: VM boot {no}/{boots}: failed: {e:#}"),
+                // The device facts (`INFO`: sizes, limits, null_blk's
+                // configfs features) stay in console.log: on the terminal
+                // they drowned the results.
                 Ok(r) => eprintln!(
-                    "zio-iotests: VM boot {no}/{boots}: {} in {took:.1} s{}",
+                    "zio-iotests: VM boot {no}/{boots}: {} in {took:.1} s",
                     if r.timed_out { "killed" } else { "powered off" },
-                    r.report
-                        .info
-                        .as_deref()
-                        .map(|i| format!("; {}", i.trim().replace('\n', "; ")))
-                        .unwrap_or_default()
                 ),
             }
             if !cfg.keep {

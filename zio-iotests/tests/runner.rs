@@ -227,7 +227,7 @@ fn output_mismatch_fails_with_diff_bad_file_and_rerun() {
     );
     assert!(
         r.stdout
-            .ends_with("Failures: bad_output\nFailed 1 of 1 iotests\n")
+            .ends_with("Failures: bad_output\nFailed 1 of 1 iotest\n")
     );
 
     // The rerun hint is a working command that runs just this test.
@@ -237,19 +237,24 @@ fn output_mismatch_fails_with_diff_bad_file_and_rerun() {
         .find_map(|l| l.strip_prefix("  rerun: "))
         .expect("rerun line");
     assert!(rerun.ends_with(" bad_output"), "{rerun}");
-    let scratch2 = temp_dir("mismatch-rerun");
-    let mut cmd = command("sh");
-    cmd.arg("-c")
-        .arg(format!("{rerun} --scratch \"$1\""))
-        .arg("sh")
-        .arg(&scratch2);
-    let again = finish(cmd);
+    let again = run_printed(rerun, &temp_dir("mismatch-rerun"));
     assert_eq!(again.code, 1, "{}\n{}", again.stdout, again.stderr);
     assert!(
-        again.stdout.ends_with("Failed 1 of 1 iotests\n"),
+        again.stdout.ends_with("Failed 1 of 1 iotest\n"),
         "{}",
         again.stdout
     );
+}
+
+/// Runs a command line the runner printed (a rerun or bless hint) through
+/// `sh`, with scratch root `scratch`.
+fn run_printed(command_line: &str, scratch: &Path) -> Run {
+    let mut cmd = command("sh");
+    cmd.arg("-c")
+        .arg(format!("{command_line} --scratch \"$1\""))
+        .arg("sh")
+        .arg(scratch);
+    finish(cmd)
 }
 
 #[test]
@@ -348,7 +353,6 @@ fn dry_run_and_group_selection() {
         listed(&dir, &scratch, &["-g", "quick,auto"]),
         "bad_exit\nbad_output\ngood\n"
     );
-    assert_eq!(listed(&dir, &scratch, &["-x", "quick,auto"]), "");
     assert_eq!(
         listed(&dir, &scratch, &["good", "bad_exit"]),
         "bad_exit\ngood\n"
@@ -364,7 +368,14 @@ fn disabled_group_only_runs_when_named() {
     let r = run(&dir, &scratch, &["-g", "quick"]);
     assert!(!r.stdout.contains("off"), "{}", r.stdout);
     assert_eq!(listed(&dir, &scratch, &["-g", "disabled"]), "off\n");
-    assert_eq!(listed(&dir, &scratch, &["off"]), "");
+    // Named alone, it is not run, and that is no silent empty run.
+    let r = run(&dir, &scratch, &["-n", "off"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(
+        r.stderr.contains("run only with -g disabled"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -613,4 +624,401 @@ fn second_run_shows_previous_times() {
         listed(&dir, &scratch, &["--failed"]),
         "bad_exit\nbad_output\n"
     );
+}
+
+/// Asserts `r` is a usage error: exit 2, nothing on stdout, one line on
+/// stderr that is `zio-iotests: ` and `message`.
+fn assert_usage_error(r: &Run, message: &str) {
+    assert_eq!(r.code, 2, "stdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    assert_eq!(r.stdout, "");
+    assert_eq!(r.stderr, format!("zio-iotests: {message}\n"));
+}
+
+#[test]
+fn selecting_nothing_by_mistake_is_an_error() {
+    let scratch = temp_dir("select-nothing");
+    let dir = fixture("mixed");
+    let groups = "(groups: auto, disabled, quick)";
+    for args in [
+        &["-g", "nosuchgroup"][..],
+        &["-n", "-g", "quick,nosuchgroup"],
+    ] {
+        let r = run(&dir, &scratch, args);
+        assert_usage_error(&r, &format!("no such group: nosuchgroup {groups}"));
+    }
+    let r = run(&dir, &scratch, &["-x", "quik"]);
+    assert_usage_error(&r, &format!("no such group: quik {groups}"));
+    let r = run(&dir, &scratch, &["nosuchtest"]);
+    assert_usage_error(
+        &r,
+        "no such test: nosuchtest (a test needs both NAME and NAME.out)",
+    );
+    let r = run(&dir, &scratch, &["-x", "quick,auto"]);
+    assert_usage_error(
+        &r,
+        "no tests selected: nothing matches -x quick,auto \
+         (tests in group disabled run only with -g disabled)",
+    );
+    // --vm runs only realdev tests: none is selected here, and it says so
+    // before any VM is involved.
+    let r = run(&dir, &scratch, &["--vm", "-g", "quick"]);
+    assert_usage_error(
+        &r,
+        "no tests selected: --vm runs only tests in group realdev, and none of the 2 tests selected is",
+    );
+    let empty = temp_dir("select-nothing-dir");
+    let r = run(&empty, &scratch, &[]);
+    assert_usage_error(
+        &r,
+        "no tests: a test is a script NAME with its expected output NAME.out",
+    );
+}
+
+#[test]
+fn failed_with_nothing_to_rerun_says_so_and_passes() {
+    let scratch = temp_dir("failed-none");
+    let dir = fixture("pass");
+    // Never ran: nothing failed.
+    let r = run(&dir, &scratch, &["--failed"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        "Nothing to run: no selected test failed when it last ran\n"
+    );
+    assert_eq!(run(&dir, &scratch, &["ok"]).code, 0);
+    let tap = run(&dir, &scratch, &["--failed", "--tap"]);
+    assert_eq!(tap.code, 0, "{}", tap.stderr);
+    assert_eq!(
+        tap.stdout,
+        "TAP version 13\n1..0 # SKIP nothing to run: no selected test failed when it last ran\n"
+    );
+}
+
+/// A copy of suite `suite` plus a test `name` with script `body` (after
+/// the shebang, group line and common.rc) and, if given, its `.out`.
+fn suite_with(tmp: &Path, suite: &str, name: &str, body: &str, out: Option<&str>) -> PathBuf {
+    let dir = copy_suite(suite, tmp);
+    let script = format!("#!/usr/bin/env bash\n# group: quick\n. ./common.rc\n{body}");
+    fs::write(dir.join(name), script).unwrap();
+    if let Some(out) = out {
+        fs::write(dir.join(format!("{name}.out")), out).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn bless_writes_the_out_of_a_new_test() {
+    let tmp = temp_dir("bless-new");
+    let scratch = tmp.join("scratch");
+    let dir = suite_with(&tmp, "pass", "fresh", "echo hello\n_done\n", None);
+    let out = dir.join("fresh.out");
+
+    let r = run(&dir, &scratch, &["fresh"]);
+    assert_eq!(r.code, 2, "{}", r.stdout);
+    assert!(!out.exists());
+    // The error says how to bless it, with a command that works.
+    let hint = r
+        .stderr
+        .strip_prefix("zio-iotests: fresh has no fresh.out yet: `")
+        .and_then(|rest| rest.strip_suffix("` writes it from a run\n"))
+        .unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(hint.ends_with(" --bless fresh"), "{hint}");
+    let r = run_printed(hint, &scratch);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(result_line(&r.stdout, "fresh").reason, "blessed");
+    assert_eq!(
+        fs::read_to_string(&out).unwrap(),
+        "QA output created by fresh\nhello\n*** done\n"
+    );
+    let r = run(&dir, &scratch, &["fresh"]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(status_of(&r.stdout, "fresh"), "pass");
+
+    // A new test that fails is not blessed: still no .out.
+    let dir = suite_with(&tmp.join("2"), "pass", "broken", "exit 3\n", None);
+    let r = run(&dir, &scratch, &["--bless", "broken"]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(!dir.join("broken.out").exists());
+}
+
+#[test]
+fn new_writes_a_skeleton_that_runs_and_blesses() {
+    let tmp = temp_dir("new");
+    let scratch = tmp.join("scratch");
+    let dir = copy_suite("pass", &tmp);
+    let r = run(&dir, &scratch, &["--new", "my-test"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("wrote "), "{}", r.stdout);
+    assert!(r.stdout.ends_with(" --bless my-test\n"), "{}", r.stdout);
+    let script = dir.join("my-test");
+    let text = fs::read_to_string(&script).unwrap();
+    assert!(
+        text.starts_with("#!/usr/bin/env bash\n# group: quick auto\n#\n"),
+        "{text}"
+    );
+    assert!(text.contains("\n. ./common.rc\n") && text.ends_with("_done\n"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&script).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+
+    let r = run(&dir, &scratch, &["--bless", "my-test"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let out = fs::read_to_string(dir.join("my-test.out")).unwrap();
+    assert!(out.starts_with("QA output created by my-test\n"), "{out}");
+    assert!(out.ends_with("*** done\n"), "{out}");
+    assert_eq!(run(&dir, &scratch, &["my-test"]).code, 0);
+    assert!(listed(&dir, &scratch, &["-g", "auto"]).contains("my-test\n"));
+
+    // Groups from -g; realdev gets a device header.
+    let r = run(
+        &dir,
+        &scratch,
+        &["--new", "dev-test", "-g", "realdev,zoned"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dev = fs::read_to_string(dir.join("dev-test")).unwrap();
+    assert!(dev.contains("# group: realdev zoned\n# nullb: "), "{dev}");
+
+    let r = run(&dir, &scratch, &["--new", "my-test"]);
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.stderr.contains("exists already"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&script).unwrap(), text, "left alone");
+    for bad in ["bad name", ".hidden", "x.out", "a/b", "t@6.12"] {
+        let r = run(&dir, &scratch, &["--new", bad]);
+        assert_eq!(r.code, 2, "{bad}");
+        assert_eq!(r.stderr.lines().count(), 1, "{bad}: {}", r.stderr);
+        assert!(r.stderr.contains("bad test name"), "{bad}: {}", r.stderr);
+    }
+    let r = run(&dir, &scratch, &["--new", "x", "-g", "a b"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("bad group name"), "{}", r.stderr);
+    assert!(!dir.join("x").exists());
+}
+
+#[test]
+fn junit_xml_is_well_formed_and_complete() {
+    let tmp = temp_dir("junit");
+    let scratch = tmp.join("scratch");
+    // Output that XML must escape, and a control character it cannot hold.
+    let dir = suite_with(
+        &tmp,
+        "mixed",
+        "markup",
+        "printf '<a href=\"x\">&amp; it'\\''s \\033[31mred\\n'\n_done\n",
+        Some("QA output created by markup\nsomething else\n*** done\n"),
+    );
+    let file = tmp.join("report.xml");
+    let r = run(&dir, &scratch, &["--junit", file.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let xml = fs::read_to_string(&file).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    let suite = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testsuite"))
+        .unwrap();
+    assert_eq!(suite.attribute("tests"), Some("4"), "{xml}");
+    assert_eq!(suite.attribute("failures"), Some("3"), "{xml}");
+    let cases: Vec<_> = suite
+        .children()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.attribute("name").unwrap()).collect();
+    assert_eq!(names, ["bad_exit", "bad_output", "good", "markup"]);
+    for c in &cases {
+        assert_eq!(c.attribute("classname"), Some("iotests"));
+        let secs: f64 = c.attribute("time").unwrap().parse().unwrap();
+        assert!(secs >= 0.0);
+    }
+    let failure = |i: usize| {
+        cases[i]
+            .children()
+            .find(|n| n.has_tag_name("failure"))
+            .unwrap_or_else(|| panic!("no failure in {}", names[i]))
+    };
+    assert_eq!(failure(0).attribute("message"), Some("exit status 3"));
+    let diff = failure(1).text().unwrap();
+    assert!(diff.contains("\n-expected line\n+actual line\n"), "{diff}");
+    assert!(diff.contains("rerun: "), "{diff}");
+    assert!(cases[2].first_element_child().is_none(), "a pass is empty");
+    let markup = failure(3).text().unwrap();
+    assert!(
+        markup.contains("+<a href=\"x\">&amp; it's \\u{1b}[31mred\n"),
+        "{markup}"
+    );
+
+    // Not run: skipped, with the reason.
+    let r = run(
+        &fixture("pass"),
+        &scratch,
+        &["--junit", file.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let xml = fs::read_to_string(&file).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let skipped = doc
+        .descendants()
+        .find(|n| n.has_tag_name("skipped"))
+        .expect("a skipped element");
+    assert_eq!(skipped.attribute("message"), Some("needs a zoned device"));
+    assert_eq!(skipped.parent().unwrap().attribute("name"), Some("skipped"));
+
+    // A file that cannot be written fails before anything runs.
+    let r = run(
+        &fixture("pass"),
+        &scratch,
+        &["--junit", "/nonexistent/dir/r.xml"],
+    );
+    assert_eq!(r.code, 2);
+    assert_eq!(r.stdout, "");
+    assert!(
+        r.stderr.contains("cannot write /nonexistent/dir/r.xml"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn shards_split_the_selection() {
+    let tmp = temp_dir("shard");
+    let scratch = tmp.join("scratch");
+    let dir = copy_suite("mixed", &tmp);
+    for i in 0..12 {
+        fs::write(dir.join(format!("t{i}")), "#!/bin/bash\n# group: quick\n").unwrap();
+        fs::write(dir.join(format!("t{i}.out")), "").unwrap();
+    }
+    let all = lines(&listed(&dir, &scratch, &[]));
+    let parts: Vec<Vec<String>> = (1..=3)
+        .map(|k| lines(&listed(&dir, &scratch, &["--shard", &format!("{k}/3")])))
+        .collect();
+    let mut union: Vec<String> = parts.concat();
+    union.sort();
+    assert_eq!(union, all, "every test in exactly one part: {parts:?}");
+    assert!(parts.iter().all(|p| !p.is_empty()), "{parts:?}");
+    // Adding tests moves none of the others.
+    fs::write(dir.join("z-new"), "#!/bin/bash\n# group: quick\n").unwrap();
+    fs::write(dir.join("z-new.out"), "").unwrap();
+    for (k, part) in parts.iter().enumerate() {
+        let now = lines(&listed(
+            &dir,
+            &scratch,
+            &["--shard", &format!("{}/3", k + 1)],
+        ));
+        let old: Vec<&String> = now.iter().filter(|n| *n != "z-new").collect();
+        assert_eq!(old, part.iter().collect::<Vec<_>>());
+    }
+    // Selection first, then the split.
+    let quick = lines(&listed(&dir, &scratch, &["-g", "quick", "--shard", "1/3"]));
+    assert!(quick.iter().all(|n| parts[0].contains(n) || n == "z-new"));
+
+    for bad in ["0/3", "4/3", "3", "a/b"] {
+        let r = run(&dir, &scratch, &["--shard", bad]);
+        assert_usage_error(
+            &r,
+            &format!("--shard {bad}: want K/N with 1 <= K <= N, e.g. 2/4"),
+        );
+    }
+    // An empty part is a plain, passing run.
+    let one = fixture("hang");
+    let (empty, full) = if lines(&listed(&one, &scratch, &["--shard", "1/2"])).is_empty() {
+        ("1/2", "2/2")
+    } else {
+        ("2/2", "1/2")
+    };
+    assert_eq!(listed(&one, &scratch, &["--shard", full]), "hang\n");
+    let r = run(&one, &scratch, &["--shard", empty]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout,
+        format!("Nothing to run: shard {empty} holds none of the 1 test run selected\n")
+    );
+}
+
+#[test]
+fn help_names_the_launcher() {
+    let mut cmd = command(RUNNER);
+    cmd.arg("--help");
+    let plain = finish(cmd);
+    assert_eq!(plain.code, 0);
+    assert!(
+        plain.stdout.contains("Usage: zio-iotests [OPTIONS]"),
+        "{}",
+        plain.stdout
+    );
+    let mut cmd = command(RUNNER);
+    cmd.env("ZIO_IOTESTS_LAUNCHER", "./run-iotests.sh")
+        .arg("--help");
+    let launched = finish(cmd);
+    assert_eq!(launched.code, 0);
+    assert!(
+        launched
+            .stdout
+            .contains("Usage: ./run-iotests.sh [OPTIONS] [TEST]..."),
+        "{}",
+        launched.stdout
+    );
+    assert!(!launched.stdout.contains("Usage: zio-iotests"));
+    // So do usage errors.
+    let mut cmd = command(RUNNER);
+    cmd.env("ZIO_IOTESTS_LAUNCHER", "./run-iotests.sh")
+        .arg("--bogus");
+    let bad = finish(cmd);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.contains("Usage: ./run-iotests.sh"),
+        "{}",
+        bad.stderr
+    );
+}
+
+/// `run-iotests.sh` with a stub `cargo` (it records its arguments) and a
+/// stub runner in a fake target dir, its stderr a pipe as in CI.
+#[test]
+fn launcher_says_it_builds_in_a_log() {
+    let tmp = temp_dir("launcher");
+    let bin = tmp.join("bin");
+    let target = tmp.join("target");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(target.join("release")).unwrap();
+    let stub = |path: &Path, body: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        fs::write(path, format!("#!/bin/sh\n{body}")).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let args_file = tmp.join("cargo-args");
+    stub(
+        &bin.join("cargo"),
+        &format!("echo \"$@\" > '{}'\n", args_file.display()),
+    );
+    stub(
+        &target.join("release/zio-iotests"),
+        "echo \"runner $ZIO_IOTESTS_LAUNCHER $*\"\n",
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let mut cmd = command("bash");
+    cmd.arg(workspace_dir().join("run-iotests.sh"))
+        .arg("-g")
+        .arg("quick")
+        .env("PATH", path)
+        .env("CARGO_TARGET_DIR", &target);
+    let r = finish(cmd);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // stderr is a pipe here, as in CI: one line says what takes the time.
+    assert_eq!(
+        r.stderr,
+        "run-iotests.sh: building zio and zio-iotests (cargo build --release)...\n"
+    );
+    let cargo_args = fs::read_to_string(&args_file).unwrap();
+    assert!(
+        cargo_args.starts_with("build --release -q "),
+        "{cargo_args}"
+    );
+    assert!(r.stdout.starts_with("runner "), "{}", r.stdout);
+    assert!(r.stdout.ends_with(" -g quick\n"), "{}", r.stdout);
 }
