@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use super::args::{GetOpt, Opt, cvtnum};
+use super::args::{Opt, cvtnum};
 use super::format::{
     SCHEMA_VERSION, ZoneRecord, bad_count, blkzone_line, cond_name, exact_size, json_line,
     json_pretty, percent, type_name, written,
 };
 use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
-use super::{Body, Command, Console, Status, usage};
+use super::{Body, Command, Console, Status, getopt, usage};
 use zio_block::{BlockBackend, Zone, ZoneCond, ZoneInfo, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
@@ -47,11 +47,11 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "zone_report",
         altname: Some("zrp"),
-        // 2 operands, or a flag and 2: counted by zone_report_f, with the
+        // 2 operands and options: counted by zone_report_f, with the
         // dispatcher's message.
         argmin: 0,
         argmax: None,
-        args: Some("offset number"),
+        args: Some("[-j | -t | --blkzone] offset number"),
         oneline: "report zone information",
         help: Some(REPORT_HELP),
         writes: false,
@@ -142,7 +142,7 @@ pub const COMMANDS: &[Command] = &[
         altname: Some("zap"),
         argmin: 2,
         argmax: None,
-        args: Some("offset len [len..]"),
+        args: Some("[-pqV] [-P pattern] [-t threads] [-n appends] offset len [len..]"),
         oneline: "append write a number of bytes at a specified offset",
         help: Some(APPEND_HELP),
         writes: true,
@@ -209,15 +209,32 @@ enum ReportMode {
 }
 
 fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    // qemu-io's zone_report takes no options: only a first word that is
-    // exactly one of zio's flags is one, so every option-less call keeps
-    // qemu-io's messages (`zrp -1 1` is a number that does not parse).
-    let (mode, ops) = match argv.get(1).copied() {
-        Some("-j") => (ReportMode::Json, &argv[2..]),
-        Some("-t") => (ReportMode::Table, &argv[2..]),
-        Some("--blkzone") => (ReportMode::Blkzone, &argv[2..]),
-        _ => (ReportMode::Plain, &argv[1..]),
+    // qemu-io's zone_report takes no options; zio's (-j, -t, --blkzone) may
+    // come anywhere, as getopt permutes them. A word that is a negative
+    // number is an operand, so `zrp -1 1` keeps qemu-io's parsing error.
+    let end = argv.iter().position(|w| *w == "--").unwrap_or(argv.len());
+    let blkzone = argv[..end].contains(&"--blkzone");
+    let words: Vec<&str> = argv
+        .iter()
+        .enumerate()
+        .filter(|&(i, w)| i >= end || *w != "--blkzone")
+        .map(|(_, w)| *w)
+        .collect();
+    let mut mode = if blkzone {
+        ReportMode::Blkzone
+    } else {
+        ReportMode::Plain
     };
+    let mut g = getopt(&words).negative_numbers();
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('j', _) => mode = ReportMode::Json,
+            Opt::Flag('t', _) => mode = ReportMode::Table,
+            Opt::Bad(msg) => return bad_option(con, "zone_report", &msg),
+            Opt::Flag(..) => return usage(con, "zone_report"),
+        }
+    }
+    let ops = g.operands();
     if ops.len() != 2 {
         bad_count(con, argv[0], ops.len(), 2);
         return Status::Failed;
@@ -646,7 +663,7 @@ impl Summary {
 
 fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut json = false;
-    let mut g = GetOpt::new(argv, "j");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('j', _) => json = true,
@@ -744,7 +761,7 @@ fn count(con: &mut Console, flag: char, arg: &str, max: u64) -> Option<u64> {
 fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let (mut show_pos, mut quiet, mut fill) = (false, false, 0xcdu8);
     let (mut threads, mut appends, mut verify) = (None, None, false);
-    let mut g = GetOpt::new(argv, "pP:qt:n:V");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('p', _) => show_pos = true,
