@@ -23,7 +23,9 @@ use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 use zio::commands::args::{cache_mode_direct, check_discard_mode};
 use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio_block::units::parse_size;
-use zio_block::{OpenRequest, Verdict, check_image, create_image, open_image};
+use zio_block::{
+    OpenRequest, Verdict, check_image, creatable_formats, create_image, driver_names, open_image,
+};
 
 /// What `zio` opens when no image is named: a zoned null device with the
 /// geometry of `modprobe null_blk zoned=1` (250 GiB, 256 MiB zones).
@@ -52,7 +54,8 @@ struct Cli {
         long = "format",
         value_name = "FMT",
         conflicts_with = "image_opts",
-        overrides_with = "format"
+        overrides_with = "format",
+        value_parser = NameList(driver_names)
     )]
     format: Option<String>,
     /// Treat IMAGE as an option string: driver=raw,file.driver=file,file.filename=x.img
@@ -131,7 +134,12 @@ enum Action {
     /// scsi-zbc: the device family whose rules it follows).
     Create {
         /// Image format
-        #[arg(short = 'f', long = "format", default_value = "zoned")]
+        #[arg(
+            short = 'f',
+            long = "format",
+            default_value = "zoned",
+            value_parser = NameList(creatable_formats)
+        )]
         format: String,
         /// Format options, e.g. zone_size=64M,zone_capacity=48M,zone_nr_conv=1
         #[arg(short = 'o', value_name = "OPTIONS")]
@@ -169,6 +177,36 @@ enum Action {
     ///
     /// For example: zio man > ~/.local/share/man/man1/zio.1
     Man,
+}
+
+/// The value of a `-f`: any word (an unknown one is refused by the open or
+/// the create, in QEMU's words), with the driver table's names as its
+/// possible values, so `--help` lists them and the completion scripts offer
+/// them (`zio -f <Tab>`).
+#[derive(Clone)]
+struct NameList(fn() -> Vec<&'static str>);
+
+impl clap::builder::TypedValueParser for NameList {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            (self.0)()
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
 }
 
 /// Stdout for the subcommands: a write that fails (the reader closed the
@@ -763,7 +801,10 @@ mod tests {
         assert!(read[1].1.contains("pattern"));
         let open = command_flags(find("o").unwrap());
         let names: Vec<&str> = open.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(names, ["-U", "-d", "-n", "-o", "-r", "-s", "-t"]);
+        assert_eq!(
+            names,
+            ["-C", "-U", "-d", "-k", "-n", "-o", "-r", "-s", "-t"]
+        );
         // A continued description is joined.
         assert!(
             open.iter()

@@ -83,6 +83,11 @@ pub(crate) fn lookup(name: &str) -> Option<&'static DriverEntry> {
     DRIVERS.iter().find(|d| d.name == name)
 }
 
+/// Every driver's name, in table order: what `-f` and `driver=` take.
+pub fn driver_names() -> Vec<&'static str> {
+    DRIVERS.iter().map(|d| d.name).collect()
+}
+
 /// The formats `zio create` makes, in table order.
 pub fn creatable_formats() -> Vec<&'static str> {
     DRIVERS
