@@ -156,8 +156,9 @@ enum Action {
     /// log, each zone's condition against its write pointer, the open/active
     /// counts against the limits, and the file's length. Exit status, as
     /// qemu-img check's: 0 clean (or repaired), 2 errors found, 1 not
-    /// checked (no such file, in use, not a zoned image). The image is not
-    /// modified without --repair.
+    /// checked (no such file, in use), 63 not a zoned image (qemu-img's
+    /// "format does not support checks"). The image is not modified
+    /// without --repair.
     Check {
         /// Repair what can be repaired, then check again
         #[arg(long)]

@@ -184,7 +184,13 @@ impl InfoJson {
     fn new(info: NodeInfo, length: Option<u64>, z: Option<ZoneInfo>) -> Self {
         InfoJson {
             version: SCHEMA_VERSION,
-            format_names: info.format_names,
+            // The text repeats a protocol node's name as qemu-io does
+            // (`format name: null-co` twice); the JSON names each once.
+            format_names: {
+                let mut names = info.format_names;
+                names.dedup();
+                names
+            },
             cluster_size: info.cluster_size,
             vm_state_offset: info.vm_state_offset,
             length,

@@ -19,6 +19,7 @@ use super::format::{
 use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
 use super::{Body, Command, Console, Status, getopt, usage};
+use zio_block::units::plural;
 use zio_block::{BlockBackend, Zone, ZoneCond, ZoneInfo, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
@@ -974,8 +975,10 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     }
     if !f.quiet {
         con.say(&format!(
-            "{} appends from {} threads: {} landed, {failed} failed",
-            f.appends, f.threads, total.landed,
+            "{} from {}: {} landed, {failed} failed",
+            plural(f.appends, "append", "appends"),
+            plural(f.threads, "thread", "threads"),
+            total.landed,
         ));
     }
     let verified = !f.verify || verify_appends(blk, con, f, landed, wp_before);
@@ -1030,8 +1033,8 @@ fn verify_appends(
     }
     if problems.is_empty() && !f.quiet {
         con.say(&format!(
-            "verified {} appends: distinct, not overlapping, data intact, write pointer +{} bytes",
-            landed.len(),
+            "verified {}: distinct, not overlapping, data intact, write pointer +{} bytes",
+            plural(landed.len() as u64, "append", "appends"),
             landed.len() as u64 * step
         ));
     }

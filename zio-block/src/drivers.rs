@@ -129,6 +129,9 @@ pub enum Verdict {
     Corrupt,
     /// 1: the image could not be checked.
     NotChecked,
+    /// 63: the file is not an image of a format that has a check (no
+    /// zoned header magic), as qemu-img check's "does not support checks".
+    NotZoned,
 }
 
 impl Verdict {
@@ -137,6 +140,7 @@ impl Verdict {
             Verdict::Clean | Verdict::Repaired => 0,
             Verdict::NotChecked => 1,
             Verdict::Corrupt => 2,
+            Verdict::NotZoned => 63,
         }
     }
 }
@@ -182,9 +186,9 @@ pub fn check_image(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdi
         }
         None => {
             say(&format!(
-                "zio: '{path}' is not a zoned image (no ZIOZONED magic): zio check checks zoned images only"
+                "zio check: {path}: not a zoned image (no zoned header magic); zio check checks zoned images only"
             ));
-            Verdict::NotChecked
+            Verdict::NotZoned
         }
     }
 }
