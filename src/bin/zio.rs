@@ -25,6 +25,7 @@ use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio_block::units::parse_size;
 use zio_block::{
     OpenRequest, Verdict, check_image, creatable_formats, create_image, driver_names, open_image,
+    strerror,
 };
 
 /// What `zio` opens when no image is named: a zoned null device with the
@@ -174,10 +175,20 @@ enum Action {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to stdout
+    /// Print a manual page (roff) to stdout, or write them all to a directory
     ///
-    /// For example: zio man > ~/.local/share/man/man1/zio.1
-    Man,
+    /// For example: zio man > ~/.local/share/man/man1/zio.1, or
+    /// zio man --dir ~/.local/share/man/man1 for zio.1 and a page per
+    /// subcommand (zio-create.1, zio-check.1, zio-completions.1, zio-man.1).
+    Man {
+        /// The page: zio (the default), or a subcommand's (create, check,
+        /// completions, man)
+        #[arg(value_parser = ["zio", "create", "check", "completions", "man"], default_value = "zio")]
+        page: String,
+        /// Write every page into DIR (which must exist) and print their paths
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// The value of a `-f`: any word (an unknown one is refused by the open or
@@ -240,12 +251,49 @@ fn print_all(bytes: &[u8]) -> ExitCode {
     }
 }
 
-/// `zio man`: clap's page, plus a COMMANDS section listing the shell's
-/// commands with their usage lines and aliases (before VERSION).
-fn manpage(out: &mut dyn Write) -> io::Result<()> {
+/// The `zio man` pages, as (file name, roff): zio.1, clap's page plus
+/// COMMANDS (every shell command's usage line, aliases and options, from
+/// the command table the shell runs), EXIT STATUS and ENVIRONMENT; then a
+/// page per subcommand (zio-create.1, ...), which zio.1's SUBCOMMANDS
+/// section refers to, with its own EXIT STATUS.
+fn manpages() -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let mut pages = Vec::new();
+    let main = clap_mangen::Man::new(cli.clone());
+    let mut extra = commands_section();
+    extra.push_str(EXIT_STATUS);
+    extra.push_str(ENVIRONMENT);
+    pages.push((main.get_filename(), with_sections(&main, &extra)?));
+    for sub in cli.get_subcommands() {
+        let man =
+            clap_mangen::Man::new(sub.clone()).source(format!("zio {}", env!("CARGO_PKG_VERSION")));
+        let extra = match sub.get_name() {
+            "check" => CHECK_EXIT_STATUS,
+            "create" => CREATE_EXIT_STATUS,
+            _ => "",
+        };
+        pages.push((man.get_filename(), with_sections(&man, extra)?));
+    }
+    Ok(pages)
+}
+
+/// `man`'s page with the roff `extra` sections inserted before VERSION.
+fn with_sections(man: &clap_mangen::Man, extra: &str) -> io::Result<Vec<u8>> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    man.render(&mut page)?;
     let page = String::from_utf8_lossy(&page).into_owned();
+    let page = match page.find("\n.SH VERSION") {
+        Some(i) => format!("{}\n{}{}", &page[..i], extra, &page[i + 1..]),
+        None => format!("{page}{extra}"),
+    };
+    Ok(page.into_bytes())
+}
+
+/// zio.1's COMMANDS section: each shell command's usage line (the one
+/// `help` prints, which is also what its parser accepts), aliases, one-line
+/// description and options.
+fn commands_section() -> String {
     let mut cmds = String::from(
         ".SH COMMANDS\nCommands given with \\fB\\-c\\fR or typed at the prompt; \\fBhelp\\fR \\fIcommand\\fR explains one.\n",
     );
@@ -263,12 +311,108 @@ fn manpage(out: &mut dyn Write) -> io::Result<()> {
         cmds.push('\n');
         cmds.push_str(&roff_escape(c.oneline));
         cmds.push('\n');
+        for (flag, desc) in command_flags(c) {
+            cmds.push_str(&format!(
+                ".br\n\\fB{}\\fR {}\n",
+                roff_escape(&flag),
+                roff_escape(&desc)
+            ));
+        }
     }
-    let page = match page.find("\n.SH VERSION") {
-        Some(i) => format!("{}\n{}{}", &page[..i], cmds, &page[i + 1..]),
-        None => format!("{page}{cmds}"),
+    cmds
+}
+
+const EXIT_STATUS: &str = r".SH EXIT STATUS
+.TP
+0
+Every command succeeded.
+.TP
+1
+A command failed (the others still ran), the image could not be opened, or
+an option's value was refused (\fB\-t\fR, \fB\-i\fR, \fB\-d\fR).
+.TP
+2
+The command line could not be parsed (an unknown option, a missing value).
+.PP
+\fBzio check\fR and \fBzio create\fR have their own; see \fBzio\-check\fR(1)
+and \fBzio\-create\fR(1).
+";
+
+const ENVIRONMENT: &str = r".SH ENVIRONMENT
+.TP
+\fBXDG_STATE_HOME\fR
+The interactive shell keeps its history in \fI$XDG_STATE_HOME/zio/history\fR.
+.TP
+\fBHOME\fR
+Without \fBXDG_STATE_HOME\fR, the history is \fI$HOME/.local/state/zio/history\fR.
+.TP
+\fBZIO_PROGRESS\fR
+\fB0\fR, \fBoff\fR or \fBnever\fR: no progress bars, even when stderr is a
+terminal (where long commands draw one after a second).
+";
+
+const CHECK_EXIT_STATUS: &str = r".SH EXIT STATUS
+As \fBqemu\-img check\fR's:
+.TP
+0
+No errors were found, or all were repaired.
+.TP
+1
+The image could not be checked (no such file, the image in use).
+.TP
+2
+Errors were found (\fB\-\-repair\fR repairs all but a damaged header).
+.TP
+63
+The file is not a zoned image (no zoned header magic).
+";
+
+const CREATE_EXIT_STATUS: &str = r".SH EXIT STATUS
+.TP
+0
+The image was created.
+.TP
+1
+It was not (the error is printed; an existing FILE is left as it was).
+.TP
+2
+The command line could not be parsed.
+";
+
+/// `zio man [PAGE]` prints one page; `zio man --dir DIR` writes them all
+/// and prints their paths.
+fn man(page: &str, dir: Option<&std::path::Path>) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{}: {e}", program_name());
+        ExitCode::FAILURE
     };
-    out.write_all(page.as_bytes())
+    let pages = match manpages() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let Some(dir) = dir else {
+        let name = match page {
+            "zio" => "zio.1".to_string(),
+            sub => format!("zio-{sub}.1"),
+        };
+        return match pages.iter().find(|(n, _)| *n == name) {
+            Some((_, roff)) => print_all(roff),
+            None => fail(&format!("no manual page {name}")),
+        };
+    };
+    let mut out = QuietStdout::default();
+    for (name, roff) in &pages {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, roff) {
+            return fail(&format!(
+                "cannot write {}: {}",
+                path.display(),
+                strerror(&e)
+            ));
+        }
+        out.line(&path.display().to_string());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Text safe inside a roff line: backslashes and hyphens escaped, and no
@@ -357,15 +501,8 @@ fn main() -> ExitCode {
         clap_complete::generate(*shell, &mut cmd, "zio", &mut script);
         return print_all(&script);
     }
-    if let Some(Action::Man) = &cli.action {
-        let mut page = Vec::new();
-        return match manpage(&mut page) {
-            Ok(()) => print_all(&page),
-            Err(e) => {
-                eprintln!("{}: {e}", program_name());
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Action::Man { page, dir }) = &cli.action {
+        return man(page, dir.as_deref());
     }
     if let Some(Action::Check { repair, file }) = &cli.action {
         // A reader that goes away (`zio check IMG | head -1`) does not cut
@@ -821,9 +958,9 @@ mod tests {
 
     #[test]
     fn man_page_has_the_commands_before_version() {
-        let mut page = Vec::new();
-        manpage(&mut page).unwrap();
-        let page = String::from_utf8(page).unwrap();
+        let pages = manpages().unwrap();
+        assert_eq!(pages[0].0, "zio.1");
+        let page = String::from_utf8(pages[0].1.clone()).unwrap();
         assert!(page.contains(".TH zio 1"));
         let commands = page.find(".SH COMMANDS").unwrap();
         assert!(commands < page.find(".SH VERSION").unwrap());
