@@ -130,8 +130,9 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "zone_summary",
         altname: Some("zs"),
+        // -j and no operands: counted by zone_summary_f, as info counts.
         argmin: 0,
-        argmax: Some(1),
+        argmax: None,
         args: Some("[-j]"),
         oneline: "count the zones by condition, open/active zones and capacity used",
         help: Some(SUMMARY_HELP),
@@ -673,7 +674,8 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         }
     }
     if !g.operands().is_empty() {
-        return usage(con, "zone_summary");
+        bad_count(con, argv[0], g.operands().len(), 0);
+        return Status::Failed;
     }
     let Some(zi) = blk.zone_info() else {
         con.say("zone summary failed: Operation not supported");
@@ -1056,7 +1058,7 @@ const REPORT_HELP: &str = "
  4 closed, 13 read-only, 14 full, 15 offline. type: 1 conventional,
  2 sequential write required.
 
- One flag may come first (zio's extensions; see docs/report-formats.md):
+ zio's options (anywhere on the line; see docs/report-formats.md):
  -j, -- JSON: an array, one object per zone and line, values in bytes and
         sectors, with type and condition numbers and names
  -t, -- a table: zone number, start, length, capacity, write pointer from
