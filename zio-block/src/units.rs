@@ -140,6 +140,13 @@ fn check_i64(v: u64) -> Result<u64, SizeError> {
     }
 }
 
+/// `n` and the noun for it, singular for one: `plural(1, "thread",
+/// "threads")` is `1 thread`, `plural(2, ...)` `2 threads`.
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,11 +222,4 @@ mod tests {
             assert_eq!(parse_size(input), *want, "input {input:?}");
         }
     }
-}
-
-/// `n` and the noun for it, singular for one: `plural(1, "thread",
-/// "threads")` is `1 thread`, `plural(2, ...)` `2 threads`.
-pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
 }
