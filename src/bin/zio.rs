@@ -23,7 +23,10 @@ use rustyline::{CompletionType, Config, Editor, Helper, Validator};
 use zio::commands::args::{cache_mode_direct, check_discard_mode};
 use zio::commands::{Command, Console, Shell, Status, find, table};
 use zio_block::units::parse_size;
-use zio_block::{OpenRequest, Verdict, check_image, create_image, open_image};
+use zio_block::{
+    OpenRequest, Verdict, check_image, creatable_formats, create_image, driver_names, open_image,
+    strerror,
+};
 
 /// What `zio` opens when no image is named: a zoned null device with the
 /// geometry of `modprobe null_blk zoned=1` (250 GiB, 256 MiB zones).
@@ -52,7 +55,8 @@ struct Cli {
         long = "format",
         value_name = "FMT",
         conflicts_with = "image_opts",
-        overrides_with = "format"
+        overrides_with = "format",
+        value_parser = NameList(driver_names)
     )]
     format: Option<String>,
     /// Treat IMAGE as an option string: driver=raw,file.driver=file,file.filename=x.img
@@ -131,7 +135,12 @@ enum Action {
     /// scsi-zbc: the device family whose rules it follows).
     Create {
         /// Image format
-        #[arg(short = 'f', long = "format", default_value = "zoned")]
+        #[arg(
+            short = 'f',
+            long = "format",
+            default_value = "zoned",
+            value_parser = NameList(creatable_formats)
+        )]
         format: String,
         /// Format options, e.g. zone_size=64M,zone_capacity=48M,zone_nr_conv=1
         #[arg(short = 'o', value_name = "OPTIONS")]
@@ -148,8 +157,9 @@ enum Action {
     /// log, each zone's condition against its write pointer, the open/active
     /// counts against the limits, and the file's length. Exit status, as
     /// qemu-img check's: 0 clean (or repaired), 2 errors found, 1 not
-    /// checked (no such file, in use, not a zoned image). The image is not
-    /// modified without --repair.
+    /// checked (no such file, in use), 63 not a zoned image (qemu-img's
+    /// "format does not support checks"). The image is not modified
+    /// without --repair.
     Check {
         /// Repair what can be repaired, then check again
         #[arg(long)]
@@ -165,10 +175,50 @@ enum Action {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the manual page (roff) to stdout
+    /// Print a manual page (roff) to stdout, or write them all to a directory
     ///
-    /// For example: zio man > ~/.local/share/man/man1/zio.1
-    Man,
+    /// For example: zio man > ~/.local/share/man/man1/zio.1, or
+    /// zio man --dir ~/.local/share/man/man1 for zio.1 and a page per
+    /// subcommand (zio-create.1, zio-check.1, zio-completions.1, zio-man.1).
+    Man {
+        /// The page: zio (the default), or a subcommand's (create, check,
+        /// completions, man)
+        #[arg(value_parser = ["zio", "create", "check", "completions", "man"], default_value = "zio")]
+        page: String,
+        /// Write every page into DIR (which must exist) and print their paths
+        #[arg(long, value_name = "DIR", conflicts_with = "page")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The value of a `-f`: any word (an unknown one is refused by the open or
+/// the create, in QEMU's words), with the driver table's names as its
+/// possible values, so `--help` lists them and the completion scripts offer
+/// them (`zio -f <Tab>`).
+#[derive(Clone)]
+struct NameList(fn() -> Vec<&'static str>);
+
+impl clap::builder::TypedValueParser for NameList {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        clap::builder::StringValueParser::new().parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            (self.0)()
+                .into_iter()
+                .map(clap::builder::PossibleValue::new),
+        ))
+    }
 }
 
 /// Stdout for the subcommands: a write that fails (the reader closed the
@@ -201,12 +251,49 @@ fn print_all(bytes: &[u8]) -> ExitCode {
     }
 }
 
-/// `zio man`: clap's page, plus a COMMANDS section listing the shell's
-/// commands with their usage lines and aliases (before VERSION).
-fn manpage(out: &mut dyn Write) -> io::Result<()> {
+/// The `zio man` pages, as (file name, roff): zio.1, clap's page plus
+/// COMMANDS (every shell command's usage line, aliases and options, from
+/// the command table the shell runs), EXIT STATUS and ENVIRONMENT; then a
+/// page per subcommand (zio-create.1, ...), which zio.1's SUBCOMMANDS
+/// section refers to, with its own EXIT STATUS.
+fn manpages() -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let mut pages = Vec::new();
+    let main = clap_mangen::Man::new(cli.clone());
+    let mut extra = commands_section();
+    extra.push_str(EXIT_STATUS);
+    extra.push_str(ENVIRONMENT);
+    pages.push((main.get_filename(), with_sections(&main, &extra)?));
+    for sub in cli.get_subcommands() {
+        let man =
+            clap_mangen::Man::new(sub.clone()).source(format!("zio {}", env!("CARGO_PKG_VERSION")));
+        let extra = match sub.get_name() {
+            "check" => CHECK_EXIT_STATUS,
+            "create" => CREATE_EXIT_STATUS,
+            _ => "",
+        };
+        pages.push((man.get_filename(), with_sections(&man, extra)?));
+    }
+    Ok(pages)
+}
+
+/// `man`'s page with the roff `extra` sections inserted before VERSION.
+fn with_sections(man: &clap_mangen::Man, extra: &str) -> io::Result<Vec<u8>> {
     let mut page = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    man.render(&mut page)?;
     let page = String::from_utf8_lossy(&page).into_owned();
+    let page = match page.find("\n.SH VERSION") {
+        Some(i) => format!("{}\n{}{}", &page[..i], extra, &page[i + 1..]),
+        None => format!("{page}{extra}"),
+    };
+    Ok(page.into_bytes())
+}
+
+/// zio.1's COMMANDS section: each shell command's usage line (the one
+/// `help` prints, which is also what its parser accepts), aliases, one-line
+/// description and options.
+fn commands_section() -> String {
     let mut cmds = String::from(
         ".SH COMMANDS\nCommands given with \\fB\\-c\\fR or typed at the prompt; \\fBhelp\\fR \\fIcommand\\fR explains one.\n",
     );
@@ -224,12 +311,108 @@ fn manpage(out: &mut dyn Write) -> io::Result<()> {
         cmds.push('\n');
         cmds.push_str(&roff_escape(c.oneline));
         cmds.push('\n');
+        for (flag, desc) in command_flags(c) {
+            cmds.push_str(&format!(
+                ".br\n\\fB{}\\fR {}\n",
+                roff_escape(&flag),
+                roff_escape(&desc)
+            ));
+        }
     }
-    let page = match page.find("\n.SH VERSION") {
-        Some(i) => format!("{}\n{}{}", &page[..i], cmds, &page[i + 1..]),
-        None => format!("{page}{cmds}"),
+    cmds
+}
+
+const EXIT_STATUS: &str = r".SH EXIT STATUS
+.TP
+0
+Every command succeeded.
+.TP
+1
+A command failed (the others still ran), the image could not be opened, or
+an option's value was refused (\fB\-t\fR, \fB\-i\fR, \fB\-d\fR).
+.TP
+2
+The command line could not be parsed (an unknown option, a missing value).
+.PP
+\fBzio check\fR and \fBzio create\fR have their own; see \fBzio\-check\fR(1)
+and \fBzio\-create\fR(1).
+";
+
+const ENVIRONMENT: &str = r".SH ENVIRONMENT
+.TP
+\fBXDG_STATE_HOME\fR
+The interactive shell keeps its history in \fI$XDG_STATE_HOME/zio/history\fR.
+.TP
+\fBHOME\fR
+Without \fBXDG_STATE_HOME\fR, the history is \fI$HOME/.local/state/zio/history\fR.
+.TP
+\fBZIO_PROGRESS\fR
+\fB0\fR, \fBoff\fR or \fBnever\fR: no progress bars, even when stderr is a
+terminal (where long commands draw one after a second).
+";
+
+const CHECK_EXIT_STATUS: &str = r".SH EXIT STATUS
+As \fBqemu\-img check\fR's:
+.TP
+0
+No errors were found, or all were repaired.
+.TP
+1
+The image could not be checked (no such file, the image in use).
+.TP
+2
+Errors were found (\fB\-\-repair\fR repairs all but a damaged header).
+.TP
+63
+The file is not a zoned image (no zoned header magic).
+";
+
+const CREATE_EXIT_STATUS: &str = r".SH EXIT STATUS
+.TP
+0
+The image was created.
+.TP
+1
+It was not (the error is printed; an existing FILE is left as it was).
+.TP
+2
+The command line could not be parsed.
+";
+
+/// `zio man [PAGE]` prints one page; `zio man --dir DIR` writes them all
+/// and prints their paths.
+fn man(page: &str, dir: Option<&std::path::Path>) -> ExitCode {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("{}: {e}", program_name());
+        ExitCode::FAILURE
     };
-    out.write_all(page.as_bytes())
+    let pages = match manpages() {
+        Ok(p) => p,
+        Err(e) => return fail(&e),
+    };
+    let Some(dir) = dir else {
+        let name = match page {
+            "zio" => "zio.1".to_string(),
+            sub => format!("zio-{sub}.1"),
+        };
+        return match pages.iter().find(|(n, _)| *n == name) {
+            Some((_, roff)) => print_all(roff),
+            None => fail(&format!("no manual page {name}")),
+        };
+    };
+    let mut out = QuietStdout::default();
+    for (name, roff) in &pages {
+        let path = dir.join(name);
+        if let Err(e) = std::fs::write(&path, roff) {
+            return fail(&format!(
+                "cannot write {}: {}",
+                path.display(),
+                strerror(&e)
+            ));
+        }
+        out.line(&path.display().to_string());
+    }
+    ExitCode::SUCCESS
 }
 
 /// Text safe inside a roff line: backslashes and hyphens escaped, and no
@@ -318,15 +501,8 @@ fn main() -> ExitCode {
         clap_complete::generate(*shell, &mut cmd, "zio", &mut script);
         return print_all(&script);
     }
-    if let Some(Action::Man) = &cli.action {
-        let mut page = Vec::new();
-        return match manpage(&mut page) {
-            Ok(()) => print_all(&page),
-            Err(e) => {
-                eprintln!("{}: {e}", program_name());
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(Action::Man { page, dir }) = &cli.action {
+        return man(page, dir.as_deref());
     }
     if let Some(Action::Check { repair, file }) = &cli.action {
         // A reader that goes away (`zio check IMG | head -1`) does not cut
@@ -763,7 +939,10 @@ mod tests {
         assert!(read[1].1.contains("pattern"));
         let open = command_flags(find("o").unwrap());
         let names: Vec<&str> = open.iter().map(|(f, _)| f.as_str()).collect();
-        assert_eq!(names, ["-U", "-d", "-n", "-o", "-r", "-s", "-t"]);
+        assert_eq!(
+            names,
+            ["-C", "-U", "-d", "-k", "-n", "-o", "-r", "-s", "-t"]
+        );
         // A continued description is joined.
         assert!(
             open.iter()
@@ -779,9 +958,9 @@ mod tests {
 
     #[test]
     fn man_page_has_the_commands_before_version() {
-        let mut page = Vec::new();
-        manpage(&mut page).unwrap();
-        let page = String::from_utf8(page).unwrap();
+        let pages = manpages().unwrap();
+        assert_eq!(pages[0].0, "zio.1");
+        let page = String::from_utf8(pages[0].1.clone()).unwrap();
         assert!(page.contains(".TH zio 1"));
         let commands = page.find(".SH COMMANDS").unwrap();
         assert!(commands < page.find(".SH VERSION").unwrap());

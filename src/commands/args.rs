@@ -37,26 +37,81 @@ pub enum Opt<'a> {
     Bad(String),
 }
 
+/// The getopt spec (`"Cl:pP:qrs:v"`) of the options a usage string lists
+/// (`"[-Cpqrv] [-P pattern [-s off] [-l len]] off len"`): every letter of a
+/// cluster `-abc` is a flag, and a single `-X` followed by a word (not by
+/// `]`, `|`, `)` or another option) takes a value. `--long` options are
+/// not getopt's and are left out. The usage line is the one definition of
+/// a command's options: its parser reads this spec, `help` prints the line.
+pub fn spec_of(usage: &str) -> String {
+    // Words, with each bracket, parenthesis and bar a token of its own.
+    let mut tokens: Vec<&str> = Vec::new();
+    for word in usage.split(' ') {
+        let mut rest = word;
+        while let Some(i) = rest.find(['[', ']', '(', ')', '|']) {
+            tokens.extend([&rest[..i], &rest[i..i + 1]]);
+            rest = &rest[i + 1..];
+        }
+        tokens.push(rest);
+    }
+    tokens.retain(|t| !t.is_empty());
+    let mut spec = String::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let Some(letters) = t.strip_prefix('-') else {
+            continue;
+        };
+        if letters.starts_with('-') || letters.is_empty() {
+            continue;
+        }
+        spec.push_str(letters);
+        let next_is_word = tokens
+            .get(i + 1)
+            .is_some_and(|n| !n.starts_with(['-', '[', ']', '(', ')', '|']));
+        if letters.chars().count() == 1 && next_is_word {
+            spec.push(':');
+        }
+    }
+    spec
+}
+
+/// The `--long` options a usage string lists (`--blkzone`).
+pub fn long_options(usage: &str) -> impl Iterator<Item = &str> {
+    usage
+        .split(['[', ']', '(', ')', '|', ' '])
+        .filter(|w| w.len() > 2 && w.starts_with("--"))
+}
+
 /// GNU getopt over `argv` (argv[0] is the command word) with a spec like
 /// `"bCl:pP:qs:v"`. Operands are collected while scanning.
 pub struct GetOpt<'a> {
     argv: &'a [&'a str],
-    spec: &'static str,
+    spec: String,
     idx: usize,
     /// Position inside a cluster like `-qv`.
     sub: usize,
     operands: Vec<&'a str>,
+    /// A word like `-1` is an operand (a number), not options.
+    negative_numbers: bool,
 }
 
 impl<'a> GetOpt<'a> {
-    pub fn new(argv: &'a [&'a str], spec: &'static str) -> Self {
+    pub fn new(argv: &'a [&'a str], spec: impl Into<String>) -> Self {
         GetOpt {
             argv,
-            spec,
+            spec: spec.into(),
             idx: 1,
             sub: 0,
             operands: Vec::new(),
+            negative_numbers: false,
         }
+    }
+
+    /// Words that start `-` and a digit are operands: for a command whose
+    /// options are all letters and whose operands may be negative numbers
+    /// (their parsing error is qemu-io's message).
+    pub fn negative_numbers(mut self) -> Self {
+        self.negative_numbers = true;
+        self
     }
 
     /// The operands, once the options are exhausted.
@@ -83,7 +138,9 @@ impl<'a> Iterator for GetOpt<'a> {
                     self.idx = self.argv.len();
                     return None;
                 }
-                if !arg.starts_with('-') || arg == "-" {
+                let number =
+                    self.negative_numbers && arg[1..].starts_with(|c: char| c.is_ascii_digit());
+                if !arg.starts_with('-') || arg == "-" || number {
                     self.operands.push(arg);
                     self.idx += 1;
                     continue;
@@ -204,6 +261,26 @@ mod tests {
         assert_eq!(ops, vec!["0", "4k"]);
         let (o, _) = run(&["read", "-P0xab", "0", "1"], "P:");
         assert_eq!(o, vec![Opt::Flag('P', Some("0xab"))]);
+    }
+
+    #[test]
+    fn specs_come_from_usage_lines() {
+        assert_eq!(
+            spec_of("[-Cpqrv] [-P pattern [-s off] [-l len]] off len"),
+            "CpqrvP:s:l:"
+        );
+        assert_eq!(
+            spec_of("[-Cfnpqruz] [-P pattern | -s source_file] off len"),
+            "CfnpqruzP:s:"
+        );
+        assert_eq!(spec_of("[(-r|-w)] [-c cache] [-o options]"), "rwc:o:");
+        assert_eq!(spec_of("[-j | -t | --blkzone] offset number"), "jt");
+        assert_eq!(spec_of("[-j]"), "j");
+        assert_eq!(spec_of("offset len [len..]"), "");
+        assert_eq!(
+            long_options("[-j | -t | --blkzone] offset number").collect::<Vec<_>>(),
+            ["--blkzone"]
+        );
     }
 
     #[test]

@@ -155,6 +155,8 @@ pub struct Command {
     pub argmin: usize,
     /// `None`: any number.
     pub argmax: Option<usize>,
+    /// The usage string (`[-Cq] [-P pattern] off len`): what `help` and the
+    /// manual print, and the options the parser accepts ([`getopt`]).
     pub args: Option<&'static str>,
     pub oneline: &'static str,
     /// Extended help for `help NAME`.
@@ -194,6 +196,19 @@ impl Command {
             None => format!("{word} -- {}", self.oneline),
         }
     }
+}
+
+/// GNU getopt over a command line with the options its command's usage
+/// line lists (see [`args::spec_of`]), so the help and the parser cannot
+/// disagree; argv[0] is the command word (a name or an alias).
+pub fn getopt<'a>(argv: &'a [&'a str]) -> args::GetOpt<'a> {
+    let spec = argv
+        .first()
+        .and_then(|w| find(w))
+        .and_then(|c| c.args)
+        .map(args::spec_of)
+        .unwrap_or_default();
+    args::GetOpt::new(argv, spec)
 }
 
 pub fn find(word: &str) -> Option<&'static Command> {
@@ -453,5 +468,85 @@ mod suggest_tests {
             assert!(find(name).unwrap().help.is_some(), "{name}");
         }
         assert_eq!(find("read").unwrap().help, rw::COMMANDS[0].help);
+    }
+
+    /// A console whose stdout and stderr land in one buffer the test reads.
+    fn captured() -> (Console, std::rc::Rc<std::cell::RefCell<Vec<u8>>>) {
+        #[derive(Clone)]
+        struct Shared(std::rc::Rc<std::cell::RefCell<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.borrow_mut().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Shared(Default::default());
+        let con = Console::new(Box::new(buf.clone()), Box::new(buf.clone()));
+        (con, buf.0)
+    }
+
+    /// Every command accepts exactly the option letters its usage line (the
+    /// line `help` and the manual print) lists, and the extended help
+    /// describes each of them: run against a zoned null device, `CMD -X 0 1`
+    /// (as many words as the command takes) is refused as an invalid option
+    /// for every other letter.
+    #[test]
+    fn commands_accept_the_options_their_help_lists() {
+        let req = OpenRequest {
+            target: Some("driver=null,zoned=on".into()),
+            image_opts: true,
+            ..OpenRequest::default()
+        };
+        for c in table() {
+            // No options and no operands, or any words (quit): nothing to parse.
+            if c.argmax == Some(0) || matches!(c.name, "quit" | "sleep" | "help") {
+                continue;
+            }
+            let listed = args::spec_of(c.args.unwrap_or("")).replace(':', "");
+            let (con, buf) = captured();
+            // open parses only with no image open.
+            let blk = (c.name != "open").then(|| open_image(&req).unwrap());
+            let mut sh = Shell::new(blk, con);
+            for l in ('a'..='z').chain('A'..='Z') {
+                buf.borrow_mut().clear();
+                let flag = format!("-{l}");
+                let words = [flag.as_str(), "0", "1"];
+                let n = c.argmax.unwrap_or(3).min(3);
+                sh.run_line(&format!("{} {}", c.name, words[..n].join(" ")));
+                let out = String::from_utf8_lossy(&buf.borrow()).into_owned();
+                // A command without options takes `-X` as an operand, which
+                // its count or its number parsing refuses.
+                let refused = out.contains(&format!("invalid option -- '{l}'"))
+                    || (listed.is_empty()
+                        && (out.starts_with("bad argument count")
+                            || out.starts_with("Parsing error")));
+                assert_eq!(
+                    refused,
+                    !listed.contains(l),
+                    "{} -{l}: usage {:?}, output {out:?}",
+                    c.name,
+                    c.args
+                );
+            }
+            // Each listed letter has its ` -X, --` line in the extended help.
+            let help = c.help.unwrap_or("");
+            for l in listed.chars() {
+                assert!(
+                    help.lines().any(|h| h.starts_with(&format!(" -{l}, --"))),
+                    "help {}: no line for -{l}",
+                    c.name
+                );
+            }
+            for long in args::long_options(c.args.unwrap_or("")) {
+                assert!(
+                    help.contains(&format!(" {long}, --")),
+                    "help {}: {long}",
+                    c.name
+                );
+            }
+        }
     }
 }

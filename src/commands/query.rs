@@ -3,10 +3,10 @@
 
 use serde::Serialize;
 
-use super::args::{GetOpt, Opt, cvtnum};
+use super::args::{Opt, cvtnum};
 use super::format::{SCHEMA_VERSION, bad_count, json_pretty};
 use super::report::cvtstr;
-use super::{Body, Command, Console, Status, usage};
+use super::{Body, Command, Console, Status, getopt, usage};
 use zio_block::{BlockBackend, NodeInfo, Prealloc, ZoneInfo, strerror};
 
 pub const COMMANDS: &[Command] = &[
@@ -46,10 +46,11 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "info",
         altname: Some("i"),
-        // none, or -j: counted by info_f, with the dispatcher's message.
+        // -j and no operands: counted by info_f, with the dispatcher's
+        // message.
         argmin: 0,
         argmax: None,
-        args: None,
+        args: Some("[-j]"),
         oneline: "prints information about the current file",
         help: Some(INFO_HELP),
         writes: false,
@@ -93,7 +94,7 @@ const TRUNCATE_HELP: &str = "
 
 fn truncate_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut prealloc = Prealloc::Off;
-    let mut g = GetOpt::new(argv, "m:");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('m', Some(mode)) => match Prealloc::parse(mode) {
@@ -183,7 +184,13 @@ impl InfoJson {
     fn new(info: NodeInfo, length: Option<u64>, z: Option<ZoneInfo>) -> Self {
         InfoJson {
             version: SCHEMA_VERSION,
-            format_names: info.format_names,
+            // The text repeats a protocol node's name as qemu-io does
+            // (`format name: null-co` twice); the JSON names each once.
+            format_names: {
+                let mut names = info.format_names;
+                names.dedup();
+                names
+            },
             cluster_size: info.cluster_size,
             vm_state_offset: info.vm_state_offset,
             length,
@@ -205,19 +212,26 @@ impl InfoJson {
 }
 
 fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    // qemu-io's info takes nothing; `-j` alone is zio's extension, anything
-    // else gets the dispatcher's message, as before.
-    match argv.len() {
-        1 => {}
-        2 if argv[1] == "-j" => {
-            let j = InfoJson::new(blk.info(), blk.length().ok(), blk.zone_info());
-            con.say(&json_pretty(&j));
-            return Status::Ok;
+    // qemu-io's info takes nothing; `-j` is zio's option, refused as every
+    // command refuses an unknown one; an operand gets the dispatcher's
+    // message, as qemu-io's.
+    let mut json = false;
+    let mut g = getopt(argv);
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('j', _) => json = true,
+            Opt::Bad(msg) => return super::rw::bad_option(con, "info", &msg),
+            Opt::Flag(..) => return usage(con, "info"),
         }
-        n => {
-            bad_count(con, argv[0], n - 1, 0);
-            return Status::Failed;
-        }
+    }
+    if !g.operands().is_empty() {
+        bad_count(con, argv[0], g.operands().len(), 0);
+        return Status::Failed;
+    }
+    if json {
+        let j = InfoJson::new(blk.info(), blk.length().ok(), blk.zone_info());
+        con.say(&json_pretty(&j));
+        return Status::Ok;
     }
     let info = blk.info();
     for name in &info.format_names {

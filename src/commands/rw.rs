@@ -11,10 +11,10 @@
 use std::io;
 use std::time::Instant;
 
-use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
+use super::args::{Opt, cvtnum, parse_pattern};
 use super::progress::{PIECE, Progress};
 use super::report::{IoReport, cvtstr, dump_buffer};
-use super::{Body, Command, Console, Status, usage};
+use super::{Body, Command, Console, Status, getopt, usage};
 use zio_block::aligned::AlignedBuf;
 use zio_block::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
 
@@ -28,7 +28,7 @@ pub const COMMANDS: &[Command] = &[
         altname: Some("r"),
         argmin: 2,
         argmax: None,
-        args: Some("[-abCqrv] [-P pattern [-s off] [-l len]] off len"),
+        args: Some("[-Cpqrv] [-P pattern [-s off] [-l len]] off len"),
         oneline: "reads a number of bytes at a specified offset",
         help: Some(READ_HELP),
         writes: false,
@@ -50,7 +50,7 @@ pub const COMMANDS: &[Command] = &[
         altname: Some("w"),
         argmin: 2,
         argmax: None,
-        args: Some("[-bcCfnqruz] [-P pattern | -s source_file] off len"),
+        args: Some("[-Cfnpqruz] [-P pattern | -s source_file] off len"),
         oneline: "writes a number of bytes at a specified offset",
         help: Some(WRITE_HELP),
         writes: true,
@@ -316,7 +316,7 @@ fn report(
 fn read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut out = Output::default();
     let (mut pat, mut pat_off, mut pat_len) = (None, None, None);
-    let mut g = GetOpt::new(argv, "Cl:pP:qrs:v");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
@@ -382,8 +382,7 @@ fn read_vectored(
 ) -> Result<Status, Status> {
     let mut out = Output::default();
     let mut pat = None;
-    let aio = word == "aio_read";
-    let mut g = GetOpt::new(argv, if aio { "CiP:qrv" } else { "CP:qrv" });
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
@@ -516,7 +515,7 @@ fn write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
     let (mut pat, mut zero, mut source) = (None, false, None);
-    let mut g = GetOpt::new(argv, "CfnpP:qrs:uz");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
@@ -600,8 +599,7 @@ fn write_vectored(
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
     let (mut pat, mut zero) = (0xcd, false);
-    let aio = word == "aio_write";
-    let mut g = GetOpt::new(argv, if aio { "CfiqruzP:" } else { "CfqrP:" });
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,
@@ -660,7 +658,7 @@ fn write_vectored(
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut out = Output::default();
-    let mut g = GetOpt::new(argv, "Cq");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('C', _) => out.csv = true,

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use super::args::{self, GetOpt, Opt, strtol0};
-use super::{Body, Command, Shell, Status, find, not_found, table, usage};
+use super::args::{self, Opt, strtol0};
+use super::{Body, Command, Shell, Status, find, getopt, not_found, table, usage};
 use zio_block::{OpenRequest, open_image};
 
 pub const COMMANDS: &[Command] = &[
@@ -89,7 +89,7 @@ fn open_f(sh: &mut Shell, argv: &[&str]) -> Status {
     let mut req = OpenRequest::default();
     let mut native_aio = false;
     let mut options: Vec<String> = Vec::new();
-    let mut g = GetOpt::new(argv, "snCro:kt:d:U");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('r', _) => req.read_only = true,
@@ -173,7 +173,7 @@ const REOPEN_HELP: &str = "
 fn reopen_f(sh: &mut Shell, argv: &[&str]) -> Status {
     let prog = sh.console.prog;
     let (mut ro, mut rw, mut cache, mut options) = (false, false, None, Vec::new());
-    let mut g = GetOpt::new(argv, "c:o:rw");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('r', _) => ro = true,
@@ -322,8 +322,8 @@ const OPEN_HELP: &str = "
  -d, -- use the given discard mode for the image (ignore, off, unmap, on)
  -o, -- options to be given to the block driver (driver=raw,file.filename=...)
  -s, -- write to a throwaway overlay (in memory); the image stays as it was
- -C and -k (copy-on-read, kernel AIO) are accepted and change nothing; -k
- needs -n, as in QEMU.
+ -C, -- copy-on-read: accepted; changes nothing (no zio image has a backing file)
+ -k, -- native AIO: accepted; changes nothing, and needs -n, as in QEMU
 ";
 
 const CLOSE_HELP: &str = "

@@ -11,14 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-use super::args::{GetOpt, Opt, cvtnum};
+use super::args::{Opt, cvtnum};
 use super::format::{
     SCHEMA_VERSION, ZoneRecord, bad_count, blkzone_line, cond_name, exact_size, json_line,
     json_pretty, percent, type_name, written,
 };
 use super::progress::Progress;
 use super::rw::{bad_option, num, pattern, vector_length};
-use super::{Body, Command, Console, Status, usage};
+use super::{Body, Command, Console, Status, getopt, usage};
+use zio_block::units::plural;
 use zio_block::{BlockBackend, Zone, ZoneCond, ZoneInfo, ZoneOp, ZoneType, strerror};
 
 /// Zones asked of the device at a time, as BLKREPORTZONE is called in batches.
@@ -47,11 +48,11 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "zone_report",
         altname: Some("zrp"),
-        // 2 operands, or a flag and 2: counted by zone_report_f, with the
+        // 2 operands and options: counted by zone_report_f, with the
         // dispatcher's message.
         argmin: 0,
         argmax: None,
-        args: Some("offset number"),
+        args: Some("[-j | -t | --blkzone] offset number"),
         oneline: "report zone information",
         help: Some(REPORT_HELP),
         writes: false,
@@ -129,8 +130,9 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "zone_summary",
         altname: Some("zs"),
+        // -j and no operands: counted by zone_summary_f, as info counts.
         argmin: 0,
-        argmax: Some(1),
+        argmax: None,
         args: Some("[-j]"),
         oneline: "count the zones by condition, open/active zones and capacity used",
         help: Some(SUMMARY_HELP),
@@ -142,7 +144,7 @@ pub const COMMANDS: &[Command] = &[
         altname: Some("zap"),
         argmin: 2,
         argmax: None,
-        args: Some("offset len [len..]"),
+        args: Some("[-pqV] [-P pattern] [-t threads] [-n appends] offset len [len..]"),
         oneline: "append write a number of bytes at a specified offset",
         help: Some(APPEND_HELP),
         writes: true,
@@ -209,15 +211,32 @@ enum ReportMode {
 }
 
 fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    // qemu-io's zone_report takes no options: only a first word that is
-    // exactly one of zio's flags is one, so every option-less call keeps
-    // qemu-io's messages (`zrp -1 1` is a number that does not parse).
-    let (mode, ops) = match argv.get(1).copied() {
-        Some("-j") => (ReportMode::Json, &argv[2..]),
-        Some("-t") => (ReportMode::Table, &argv[2..]),
-        Some("--blkzone") => (ReportMode::Blkzone, &argv[2..]),
-        _ => (ReportMode::Plain, &argv[1..]),
+    // qemu-io's zone_report takes no options; zio's (-j, -t, --blkzone) may
+    // come anywhere, as getopt permutes them. A word that is a negative
+    // number is an operand, so `zrp -1 1` keeps qemu-io's parsing error.
+    let end = argv.iter().position(|w| *w == "--").unwrap_or(argv.len());
+    let blkzone = argv[..end].contains(&"--blkzone");
+    let words: Vec<&str> = argv
+        .iter()
+        .enumerate()
+        .filter(|&(i, w)| i >= end || *w != "--blkzone")
+        .map(|(_, w)| *w)
+        .collect();
+    let mut mode = if blkzone {
+        ReportMode::Blkzone
+    } else {
+        ReportMode::Plain
     };
+    let mut g = getopt(&words).negative_numbers();
+    for o in g.by_ref() {
+        match o {
+            Opt::Flag('j', _) => mode = ReportMode::Json,
+            Opt::Flag('t', _) => mode = ReportMode::Table,
+            Opt::Bad(msg) => return bad_option(con, "zone_report", &msg),
+            Opt::Flag(..) => return usage(con, "zone_report"),
+        }
+    }
+    let ops = g.operands();
     if ops.len() != 2 {
         bad_count(con, argv[0], ops.len(), 2);
         return Status::Failed;
@@ -646,7 +665,7 @@ impl Summary {
 
 fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let mut json = false;
-    let mut g = GetOpt::new(argv, "j");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('j', _) => json = true,
@@ -655,7 +674,8 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
         }
     }
     if !g.operands().is_empty() {
-        return usage(con, "zone_summary");
+        bad_count(con, argv[0], g.operands().len(), 0);
+        return Status::Failed;
     }
     let Some(zi) = blk.zone_info() else {
         con.say("zone summary failed: Operation not supported");
@@ -744,7 +764,7 @@ fn count(con: &mut Console, flag: char, arg: &str, max: u64) -> Option<u64> {
 fn zone_append_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
     let (mut show_pos, mut quiet, mut fill) = (false, false, 0xcdu8);
     let (mut threads, mut appends, mut verify) = (None, None, false);
-    let mut g = GetOpt::new(argv, "pP:qt:n:V");
+    let mut g = getopt(argv);
     for o in g.by_ref() {
         match o {
             Opt::Flag('p', _) => show_pos = true,
@@ -957,8 +977,10 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     }
     if !f.quiet {
         con.say(&format!(
-            "{} appends from {} threads: {} landed, {failed} failed",
-            f.appends, f.threads, total.landed,
+            "{} from {}: {} landed, {failed} failed",
+            plural(f.appends, "append", "appends"),
+            plural(f.threads, "thread", "threads"),
+            total.landed,
         ));
     }
     let verified = !f.verify || verify_appends(blk, con, f, landed, wp_before);
@@ -1013,8 +1035,8 @@ fn verify_appends(
     }
     if problems.is_empty() && !f.quiet {
         con.say(&format!(
-            "verified {} appends: distinct, not overlapping, data intact, write pointer +{} bytes",
-            landed.len(),
+            "verified {}: distinct, not overlapping, data intact, write pointer +{} bytes",
+            plural(landed.len() as u64, "append", "appends"),
             landed.len() as u64 * step
         ));
     }
@@ -1036,7 +1058,7 @@ const REPORT_HELP: &str = "
  4 closed, 13 read-only, 14 full, 15 offline. type: 1 conventional,
  2 sequential write required.
 
- One flag may come first (zio's extensions; see docs/report-formats.md):
+ zio's options (anywhere on the line; see docs/report-formats.md):
  -j, -- JSON: an array, one object per zone and line, values in bytes and
         sectors, with type and condition numbers and names
  -t, -- a table: zone number, start, length, capacity, write pointer from

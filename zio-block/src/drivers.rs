@@ -83,6 +83,11 @@ pub(crate) fn lookup(name: &str) -> Option<&'static DriverEntry> {
     DRIVERS.iter().find(|d| d.name == name)
 }
 
+/// Every driver's name, in table order: what `-f` and `driver=` take.
+pub fn driver_names() -> Vec<&'static str> {
+    DRIVERS.iter().map(|d| d.name).collect()
+}
+
 /// The formats `zio create` makes, in table order.
 pub fn creatable_formats() -> Vec<&'static str> {
     DRIVERS
@@ -124,6 +129,9 @@ pub enum Verdict {
     Corrupt,
     /// 1: the image could not be checked.
     NotChecked,
+    /// 63: the file is not an image of a format that has a check (no
+    /// zoned header magic), as qemu-img check's "does not support checks".
+    NotZoned,
 }
 
 impl Verdict {
@@ -132,6 +140,7 @@ impl Verdict {
             Verdict::Clean | Verdict::Repaired => 0,
             Verdict::NotChecked => 1,
             Verdict::Corrupt => 2,
+            Verdict::NotZoned => 63,
         }
     }
 }
@@ -177,9 +186,9 @@ pub fn check_image(path: &str, repair: bool, say: &mut dyn FnMut(&str)) -> Verdi
         }
         None => {
             say(&format!(
-                "zio: '{path}' is not a zoned image (no ZIOZONED magic): zio check checks zoned images only"
+                "zio check: {path}: not a zoned image (no zoned header magic); zio check checks zoned images only"
             ));
-            Verdict::NotChecked
+            Verdict::NotZoned
         }
     }
 }

@@ -45,7 +45,7 @@ pub mod zone_rules;
 pub use aligned::AlignedBuf;
 pub use backend::{BDRV_REQUEST_MAX_BYTES, BlockBackend, PATTERN_BUF};
 pub use driver::{BlockDriver, NodeInfo, OnProgress, Prealloc, Role, WriteFlags};
-pub use drivers::{Verdict, check_image, creatable_formats, create_image};
+pub use drivers::{Verdict, check_image, creatable_formats, create_image, driver_names};
 pub use open::{OpenError, OpenFlags, OpenRequest, open_image};
 pub(crate) use options::OptionMap;
 pub use zone::{KernelSeries, Zone, ZoneCond, ZoneError, ZoneInfo, ZoneModel, ZoneOp, ZoneType};

@@ -1,4 +1,5 @@
 //! Size numbers as QEMU reads them (`qemu_strtosz` via qemu-io's `cvtnum`).
+//! Also counts as words, singular for one (`plural`).
 //!
 //! Decimal bytes by default; `0x` hex with no suffix and no fraction; suffixes
 //! b k m g t p e in either case (powers of 1024); a decimal fraction needs a
@@ -137,6 +138,13 @@ fn check_i64(v: u64) -> Result<u64, SizeError> {
     } else {
         Ok(v)
     }
+}
+
+/// `n` and the noun for it, singular for one: `plural(1, "thread",
+/// "threads")` is `1 thread`, `plural(2, ...)` `2 threads`.
+pub fn plural(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 #[cfg(test)]

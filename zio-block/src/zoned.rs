@@ -701,8 +701,9 @@ pub fn create(path: &str, cfg: &ZoneConfig) -> Result<Header, String> {
 pub(crate) fn create_opts(path: &str, size: u64, opts: &mut OptionMap) -> Result<String, String> {
     let cfg = take_zone_config(opts, size)?;
     opts.finish("format", "zoned")?;
-    ZoneGeometry::new(&cfg)?;
+    let geo = ZoneGeometry::new(&cfg)?;
     create(path, &cfg)?;
+    let notes = limit_notes(&cfg, &geo);
     Ok(format!(
         " size={size} zone_size={} zone_capacity={} zone_nr_conv={} zone_max_open={} zone_max_active={} zone_append_max={}",
         cfg.zone_size,
@@ -717,7 +718,39 @@ pub(crate) fn create_opts(path: &str, size: u64, opts: &mut OptionMap) -> Result
     } + &match cfg.device {
         Device::NullBlk => String::new(),
         d => format!(" device={}", d.name()),
-    })
+    } + &notes)
+}
+
+/// The lines that follow `Formatting ...` when a zone limit does not apply
+/// as given: the limit the device reports and why (null_blk's rules, which
+/// the image keeps for every device family). The header keeps the given
+/// values; the limit is derived from them again at every open.
+fn limit_notes(cfg: &ZoneConfig, geo: &ZoneGeometry) -> String {
+    let nr_seq = (geo.nr_zones() - geo.nr_conv()) as u64;
+    let seq_zones = super::units::plural(nr_seq, "sequential zone", "sequential zones");
+    let mut notes = String::new();
+    let mut note = |name: &str, given: u32, applied: u32, why: String| {
+        if given != applied {
+            let applied = match applied {
+                0 => "0 (no limit)".to_string(),
+                n => n.to_string(),
+            };
+            notes.push_str(&format!("\n{name}={given} applies as {applied}: {why}"));
+        }
+    };
+    note(
+        "zone_max_active",
+        cfg.max_active,
+        geo.max_active(),
+        format!("it is not below the {}", seq_zones),
+    );
+    let why = if geo.max_active() != 0 && cfg.max_open > geo.max_active() {
+        "null_blk clamps zone_max_open to zone_max_active".to_string()
+    } else {
+        format!("it is not below the {seq_zones}")
+    };
+    note("zone_max_open", cfg.max_open, geo.max_open(), why);
+    notes
 }
 
 /// Writes a fresh, empty zoned image of `cfg` into `file` (open for
@@ -973,6 +1006,20 @@ pub(crate) fn load(child: &dyn BlockDriver) -> Result<Loaded, String> {
     Ok(Loaded { header, zones, log })
 }
 
+/// An open error that `zio check --repair` can repair (a bad table record
+/// or log entry, a truncated file) points at it; a damaged header cannot
+/// be repaired and gets no hint.
+fn repair_hint(e: String) -> String {
+    let repairable = e.starts_with("zone table:")
+        || e.starts_with("zoned image log:")
+        || e.contains("the geometry needs");
+    if repairable {
+        format!("{e} (zio check --repair can repair the image)")
+    } else {
+        e
+    }
+}
+
 /// Opens a zoned image on an already open protocol node (probing).
 pub fn open_over(
     child: Arc<dyn BlockDriver>,
@@ -986,13 +1033,15 @@ pub fn open_over(
         header,
         zones: mut load,
         log: scan,
-    } = load(child.as_ref())?;
+    } = load(child.as_ref()).map_err(repair_hint)?;
     let cycled = if power_cycle {
         load.power_cycle()
     } else {
         Vec::new()
     };
-    let mut state = load.finish().map_err(|e| format!("zone table: {e}"))?;
+    let mut state = load
+        .finish()
+        .map_err(|e| repair_hint(format!("zone table: {e}")))?;
     let restored = faults.apply(&mut state)?;
     let mut logged = BTreeMap::new();
     for e in &scan.kept {

@@ -8,7 +8,8 @@
 //!
 //! Exit status as qemu-img check's: 0 clean (or everything repaired), 2
 //! errors found (or corrupt beyond repair), 1 the check could not be done
-//! (no such file, the image in use, not a zoned image). Leaked space (3)
+//! (no such file, the image in use), 63 not a zoned image (qemu-img's
+//! "format does not support checks"; drivers.rs decides). Leaked space (3)
 //! does not apply: bytes stored beyond a write pointer are never readable.
 //!
 //! Repairs never make a zone claim more data than it could hold: an
@@ -27,6 +28,7 @@ use std::io;
 use std::sync::Arc;
 
 use super::drivers::{Probed, Verdict};
+use super::units::plural;
 use super::zone::{Zone, ZoneCond};
 use super::zone_rules::{SavedZones, ZoneState};
 use super::zoned::{
@@ -119,8 +121,8 @@ pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) ->
         Ok(mut log) => {
             if log.dropped > 0 {
                 say(&format!(
-                    "Ignoring {} log entries written after the last flush in an earlier boot (their data may not have reached the disk).",
-                    log.dropped
+                    "Ignoring {} written after the last flush in an earlier boot (their data may not have reached the disk).",
+                    plural(log.dropped as u64, "log entry", "log entries")
                 ));
             }
             if let Some(what) = log.problem.take() {
@@ -245,13 +247,14 @@ pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) ->
             say(&format!("ERROR {} (repair: {})", p.what, p.fix));
         }
         say(&format!(
-            "{} errors were found on the image; zio check --repair can repair them.",
-            problems.len()
+            "{} found on the image; zio check --repair can repair {}.",
+            plural(problems.len() as u64, "error was", "errors were"),
+            if problems.len() == 1 { "it" } else { "them" }
         ));
         return Verdict::Corrupt;
     }
     for p in &problems {
-        say(&format!("Repairing {}: {}", p.what, p.fix));
+        say(&format!("Repairing: {}; {}", p.what, p.fix));
     }
     if let Err(e) = ZoneState::from_saved(geo, &saved) {
         say(&format!(
