@@ -247,8 +247,8 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
         let more = zones.len() as u64 == ask && left > ask;
         out.batch(con, &zones, !more);
         bar.inc(zones.len() as u64);
-        // Nobody reads the rest (`zrp 0 16M | head`): stop asking.
-        if con.out_closed() {
+        // Nobody reads the rest (`zrp 0 16M | head`), or Ctrl-C: stop asking.
+        if con.stop_early() {
             break;
         }
         match zones.last() {
@@ -684,6 +684,10 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
             s.add(z);
         }
         bar.inc(zones.len() as u64);
+        if con.interrupt.is_set() {
+            // Ctrl-C: no summary of part of the device.
+            return Status::Failed;
+        }
         match zones.last() {
             Some(last) if zones.len() as u64 == REPORT_BATCH => offset = last.start + last.len,
             _ => break,
@@ -882,6 +886,15 @@ impl Tally {
     }
 }
 
+/// `n` and the noun, plural unless `n` is 1: `1 thread`, `4 threads`.
+fn plural(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// The line for `count` failed appends of `appends` with the same error:
 /// qemu-io's `zone append failed: <error>` for one, with the count for more.
 fn failure_line(error: &str, count: u64, appends: u64) -> String {
@@ -906,13 +919,14 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     let keep_positions = f.show_pos || f.verify;
     let total: Mutex<Tally> = Mutex::new(Tally::default());
     let bar = Progress::counting("zone_append", f.appends, "appends");
+    let interrupt = &con.interrupt;
     std::thread::scope(|s| {
         for _ in 0..f.threads {
             s.spawn(|| {
                 let mut mine = Tally::default();
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
-                    if seq >= f.appends {
+                    if seq >= f.appends || interrupt.is_set() {
                         break;
                     }
                     let r = if f.verify {
@@ -936,6 +950,10 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
         }
     });
     bar.finish();
+    if con.interrupt.is_set() {
+        // Ctrl-C: the appends that landed stay; no tally of a cut run.
+        return Status::Failed;
+    }
     let mut total = total.into_inner().unwrap_or_else(|p| p.into_inner());
     total.errors.sort();
     let failed: u64 = total.errors.iter().map(|(_, n)| n).sum();
@@ -946,7 +964,7 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     landed.sort_unstable();
     if f.show_pos {
         for (pos, _) in landed.iter() {
-            if con.out_closed() {
+            if con.stop_early() {
                 break;
             }
             con.say(&format!(
@@ -957,8 +975,10 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     }
     if !f.quiet {
         con.say(&format!(
-            "{} appends from {} threads: {} landed, {failed} failed",
-            f.appends, f.threads, total.landed,
+            "{} from {}: {} landed, {failed} failed",
+            plural(f.appends, "append"),
+            plural(f.threads, "thread"),
+            total.landed,
         ));
     }
     let verified = !f.verify || verify_appends(blk, con, f, landed, wp_before);

@@ -244,9 +244,12 @@ pub(crate) fn check(img: Probed<'_>, repair: bool, say: &mut dyn FnMut(&str)) ->
         for p in &problems {
             say(&format!("ERROR {} (repair: {})", p.what, p.fix));
         }
+        let found = match problems.len() {
+            1 => "1 error was".to_string(),
+            n => format!("{n} errors were"),
+        };
         say(&format!(
-            "{} errors were found on the image; zio check --repair can repair them.",
-            problems.len()
+            "{found} found on the image; zio check --repair can repair them."
         ));
         return Verdict::Corrupt;
     }
