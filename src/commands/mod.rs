@@ -484,6 +484,22 @@ mod suggest_tests {
     }
 
     #[test]
+    fn ctrl_c_stops_long_commands_and_is_taken_once() {
+        let con = Console::new(Box::new(io::sink()), Box::new(io::sink()));
+        let mut sh = Shell::new(None, con);
+        assert!(!sh.console.stop_early());
+        sh.console.interrupt.flag().store(true, Ordering::Relaxed);
+        assert!(sh.console.stop_early());
+        let start = std::time::Instant::now();
+        assert_eq!(sh.run_line("sleep 60000"), Status::Failed);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(sh.console.interrupt.take());
+        assert!(!sh.console.interrupt.take());
+        assert!(!sh.console.stop_early());
+        assert_eq!(sh.run_line("sleep 1"), Status::Ok);
+    }
+
+    #[test]
     fn fallback_help_fills_only_empty_entries() {
         for name in ["flush", "length", "map", "close", "quit", "sleep", "help"] {
             assert!(find(name).unwrap().help.is_some(), "{name}");
