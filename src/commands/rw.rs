@@ -6,7 +6,9 @@
 //! writev is one request to the backend, as qemu-io sends it (the backend
 //! builds it from one bounded pattern buffer); its progress bar follows
 //! what the block layer reports done. Reads above 16 MiB stream through
-//! the backend's bounded buffer in chunks.
+//! the backend's bounded buffer in chunks, and stop between two 64 MiB
+//! pieces once Ctrl-C is pressed at the interactive prompt (a write is not
+//! cut).
 
 use std::io;
 use std::time::Instant;
