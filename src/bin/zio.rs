@@ -861,6 +861,10 @@ fn history_path() -> Option<PathBuf> {
     Some(base.join("zio").join("history"))
 }
 
+/// The interactive session: rustyline's prompt, with history in
+/// `history_path()` (each line saved as it is entered), a one-line hint
+/// first (at a terminal), and Ctrl-C (SIGINT) cancelling the running
+/// command instead of ending zio.
 fn interactive(shell: &mut Shell) -> bool {
     let config = Config::builder()
         .completion_type(CompletionType::List)
@@ -879,21 +883,32 @@ fn interactive(shell: &mut Shell) -> bool {
     let history = history_path();
     if let Some(h) = &history {
         let _ = rl.load_history(h);
+        if let Some(dir) = h.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    // At the prompt rustyline reads Ctrl-C as a key (the terminal is in
+    // raw mode); while a command runs it is SIGINT, which now only sets
+    // the flag long commands ask (Console::stop_early).
+    let sigint =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, shell.console.interrupt.flag());
+    if let Err(e) = sigint {
+        shell.console.warn(&format!(
+            "{}: Ctrl-C will end zio: cannot catch it: {e}",
+            program_name()
+        ));
+    }
+    if io::stderr().is_terminal() {
+        shell.console.warn(&format!(
+            "{}: type 'help' for commands, Ctrl-D to quit",
+            program_name()
+        ));
     }
     let mut failed = false;
-    loop {
+    'session: loop {
         shell.console.flush();
-        match rl.readline("zio> ") {
-            Ok(line) => {
-                if !line.trim().is_empty() {
-                    let _ = rl.add_history_entry(line.as_str());
-                }
-                match shell.run_line(&line) {
-                    Status::Ok => {}
-                    Status::Failed => failed = true,
-                    Status::Quit => break,
-                }
-            }
+        let text = match rl.readline("zio> ") {
+            Ok(text) => text,
             Err(ReadlineError::Interrupted) => continue,
             Err(ReadlineError::Eof) => break,
             Err(e) => {
@@ -903,13 +918,35 @@ fn interactive(shell: &mut Shell) -> bool {
                 failed = true;
                 break;
             }
+        };
+        // A bracketed paste comes as one text with newlines in it: each of
+        // its lines is a command of its own, run in order.
+        for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let _ = rl.add_history_entry(line);
+            if let Some(h) = &history {
+                let _ = rl.append_history(h);
+            }
+            shell.console.interrupt.take();
+            let status = shell.run_line(line);
+            shell.console.flush();
+            if shell.console.interrupt.take() {
+                // The rest of a paste goes with the interrupted command, as
+                // the terminal drops what was typed ahead on Ctrl-C.
+                shell
+                    .console
+                    .warn(&format!("\n{}: interrupted", program_name()));
+                failed = true;
+                break;
+            }
+            match status {
+                Status::Ok => {}
+                Status::Failed => failed = true,
+                Status::Quit => break 'session,
+            }
         }
-    }
-    if let Some(h) = &history {
-        if let Some(dir) = h.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = rl.save_history(h);
     }
     failed
 }

@@ -19,6 +19,8 @@ mod session;
 mod zone;
 
 use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use zio_block::{BlockBackend, OpenRequest, open_image};
 
@@ -27,13 +29,40 @@ use zio_block::{BlockBackend, OpenRequest, open_image};
 /// keeps program order. A closed stdout (EPIPE: the reader went away, as in
 /// `zio -c ... | head -1`) is remembered and every later write to it is
 /// dropped, as qemu-io ignores printf's errors; long commands ask
-/// [`out_closed`](Self::out_closed) and stop early.
+/// [`stop_early`](Self::stop_early) and stop early, which also holds once
+/// the user pressed Ctrl-C at the interactive prompt ([`Interrupt`]).
 pub struct Console {
     out: PipeGuard,
     err: Box<dyn Write>,
+    /// Set by Ctrl-C (SIGINT) while a command runs at the interactive
+    /// prompt; never set elsewhere.
+    pub interrupt: Interrupt,
     /// Prefix of diagnostics (`zio: Block node is read-only`): the name
     /// the program was invoked by.
     pub prog: &'static str,
+}
+
+/// The request to stop the running command: a flag the binary's SIGINT
+/// handler sets (interactive sessions only) and the shell clears before
+/// each command. Cheap to clone and to ask, from any thread.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    /// The flag itself, for a signal handler to set.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+
+    /// Ctrl-C was pressed since the last [`take`](Self::take).
+    pub fn is_set(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Whether Ctrl-C was pressed, clearing the flag.
+    pub fn take(&self) -> bool {
+        self.0.swap(false, Ordering::Relaxed)
+    }
 }
 
 /// A writer that turns EPIPE into "everything written" and remembers it,
@@ -86,6 +115,7 @@ impl Console {
                 closed: false,
             },
             err,
+            interrupt: Interrupt::default(),
             prog: "zio",
         }
     }
@@ -105,6 +135,12 @@ impl Console {
     /// Stdout was closed by its reader: nothing written to it arrives.
     pub fn out_closed(&self) -> bool {
         self.out.closed
+    }
+
+    /// A long command should stop now: nobody reads its output any more,
+    /// or the user pressed Ctrl-C.
+    pub fn stop_early(&self) -> bool {
+        self.out.closed || self.interrupt.is_set()
     }
 
     pub fn err(&mut self) -> &mut dyn Write {
@@ -460,6 +496,22 @@ mod suggest_tests {
         assert!(con.out_closed());
         assert!(con.out().write_all(b"also lost").is_ok());
         con.flush();
+    }
+
+    #[test]
+    fn ctrl_c_stops_long_commands_and_is_taken_once() {
+        let con = Console::new(Box::new(io::sink()), Box::new(io::sink()));
+        let mut sh = Shell::new(None, con);
+        assert!(!sh.console.stop_early());
+        sh.console.interrupt.flag().store(true, Ordering::Relaxed);
+        assert!(sh.console.stop_early());
+        let start = std::time::Instant::now();
+        assert_eq!(sh.run_line("sleep 60000"), Status::Failed);
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+        assert!(sh.console.interrupt.take());
+        assert!(!sh.console.interrupt.take());
+        assert!(!sh.console.stop_early());
+        assert_eq!(sh.run_line("sleep 1"), Status::Ok);
     }
 
     #[test]

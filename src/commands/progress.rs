@@ -13,12 +13,12 @@
 //! bar.finish(); // or just drop it
 //! ```
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
 /// How long a command runs before its bar appears.
 pub const SHOW_AFTER: Duration = Duration::from_secs(1);
@@ -27,8 +27,8 @@ pub const SHOW_AFTER: Duration = Duration::from_secs(1);
 /// reports the bytes done); smaller ones end too soon to need one.
 pub const PIECE: u64 = 64 << 20;
 
-/// True if progress bars may be drawn: stderr is a terminal and
-/// `ZIO_PROGRESS` is not `0`/`never`.
+/// True if progress bars may be drawn: stderr is a terminal (not `dumb`)
+/// and `ZIO_PROGRESS` is not `0`/`never`/`off`.
 pub fn enabled() -> bool {
     if matches!(
         std::env::var("ZIO_PROGRESS").as_deref(),
@@ -36,7 +36,57 @@ pub fn enabled() -> bool {
     ) {
         return false;
     }
-    std::io::stderr().is_terminal()
+    std::env::var("TERM").as_deref() != Ok("dumb") && std::io::stderr().is_terminal()
+}
+
+/// Stderr, two columns narrower than it is. indicatif pads a bar to the
+/// terminal's width, leaving the cursor in the last column; a Ctrl-C
+/// echoed there (`^C`) would wrap to a new line and leave the bar behind
+/// when the interrupted command clears it. Two spare columns keep the
+/// echo on the bar's line, which the clearing wipes.
+#[derive(Debug)]
+struct Narrowed(console::Term);
+
+impl TermLike for Narrowed {
+    fn width(&self) -> u16 {
+        self.0.size().1.saturating_sub(2).max(1)
+    }
+
+    fn height(&self) -> u16 {
+        self.0.size().0
+    }
+
+    fn move_cursor_up(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_up(n)
+    }
+
+    fn move_cursor_down(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_down(n)
+    }
+
+    fn move_cursor_right(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_right(n)
+    }
+
+    fn move_cursor_left(&self, n: usize) -> io::Result<()> {
+        self.0.move_cursor_left(n)
+    }
+
+    fn write_line(&self, s: &str) -> io::Result<()> {
+        self.0.write_line(s)
+    }
+
+    fn write_str(&self, s: &str) -> io::Result<()> {
+        self.0.write_str(s)
+    }
+
+    fn clear_line(&self) -> io::Result<()> {
+        self.0.clear_line()
+    }
+
+    fn flush(&self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// A progress bar that shows itself after [`SHOW_AFTER`]. Cheap when
@@ -109,7 +159,10 @@ impl Progress {
             .name("zio-progress".into())
             .spawn(move || {
                 if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(SHOW_AFTER) {
-                    shown.set_draw_target(ProgressDrawTarget::stderr());
+                    shown.set_draw_target(ProgressDrawTarget::term_like_with_hz(
+                        Box::new(Narrowed(console::Term::stderr())),
+                        20,
+                    ));
                     shown.enable_steady_tick(Duration::from_millis(200));
                 }
             })

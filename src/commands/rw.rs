@@ -6,7 +6,9 @@
 //! writev is one request to the backend, as qemu-io sends it (the backend
 //! builds it from one bounded pattern buffer); its progress bar follows
 //! what the block layer reports done. Reads above 16 MiB stream through
-//! the backend's bounded buffer in chunks.
+//! the backend's bounded buffer in chunks, and stop between two 64 MiB
+//! pieces once Ctrl-C is pressed at the interactive prompt (a write is not
+//! cut).
 
 use std::io;
 use std::time::Instant;
@@ -14,7 +16,7 @@ use std::time::Instant;
 use super::args::{Opt, cvtnum, parse_pattern};
 use super::progress::{PIECE, Progress};
 use super::report::{IoReport, cvtstr, dump_buffer};
-use super::{Body, Command, Console, Status, getopt, usage};
+use super::{Body, Command, Console, Interrupt, Status, getopt, usage};
 use zio_block::aligned::AlignedBuf;
 use zio_block::{BDRV_REQUEST_MAX_BYTES, BlockBackend, WriteFlags, strerror};
 
@@ -248,7 +250,7 @@ fn do_read(
     } else {
         // A streamed read shows a bar at a terminal after a second.
         let bar = Progress::new(op, Some(count));
-        let r = blk.read_each(offset, count, |at, chunk| {
+        let r = read_stream(blk, &con.interrupt, offset, count, |at, chunk| {
             if let Some(v) = verify {
                 ok &= v.holds(at, chunk);
             }
@@ -258,6 +260,10 @@ fn do_read(
         r
     };
     let elapsed = start.elapsed().into();
+    if con.interrupt.is_set() {
+        // Ctrl-C: no report of a cut read (the shell says it stopped).
+        return Status::Failed;
+    }
     if let Err(e) = res {
         con.say(&format!("{op} failed: {}", strerror(&e)));
         return Status::Failed;
@@ -277,7 +283,8 @@ fn do_read(
             Some(buf) => dump_buffer(con.out(), offset, buf.as_slice()),
             None => {
                 let mut werr = Ok(());
-                let r = blk.read_each(offset, count, |at, chunk| {
+                let interrupt = con.interrupt.clone();
+                let r = read_stream(blk, &interrupt, offset, count, |at, chunk| {
                     if werr.is_ok() {
                         werr = dump_buffer(con.out(), at, chunk);
                     }
@@ -285,6 +292,9 @@ fn do_read(
                 r.and(werr)
             }
         };
+        if con.interrupt.is_set() {
+            return Status::Failed;
+        }
         if let Err(e) = dumped {
             con.say(&format!("{op} failed: {}", strerror(&e)));
             return Status::Failed;
@@ -292,6 +302,29 @@ fn do_read(
     }
     report(con, "read", offset, count, elapsed, out.csv);
     status
+}
+
+/// `blk.read_each` in pieces of [`PIECE`] bytes, stopping between two
+/// once the user pressed Ctrl-C (the read then ends early, `Interrupted`).
+/// As `read_each`, nothing is read unless the whole range is valid.
+fn read_stream(
+    blk: &BlockBackend,
+    interrupt: &Interrupt,
+    offset: u64,
+    count: u64,
+    mut each: impl FnMut(u64, &[u8]),
+) -> io::Result<()> {
+    blk.check_request(offset, count)?;
+    let mut done = 0;
+    while done < count {
+        if interrupt.is_set() {
+            return Err(io::ErrorKind::Interrupted.into());
+        }
+        let n = (count - done).min(PIECE);
+        blk.read_each(offset + done, n, &mut each)?;
+        done += n;
+    }
+    Ok(())
 }
 
 fn report(
@@ -471,6 +504,10 @@ fn do_write(
         }
     };
     let elapsed = start.elapsed().into();
+    if con.interrupt.is_set() {
+        // Ctrl-C: no report of a cut read (the shell says it stopped).
+        return Status::Failed;
+    }
     if let Err(e) = res {
         con.say(&format!("{op} failed: {}", strerror(&e)));
         return Status::Failed;
@@ -677,6 +714,10 @@ fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         blk.discard(offset, count)
     };
     let elapsed = start.elapsed().into();
+    if con.interrupt.is_set() {
+        // Ctrl-C: no report of a cut read (the shell says it stopped).
+        return Status::Failed;
+    }
     if let Err(e) = res {
         con.say(&format!("discard failed: {}", strerror(&e)));
         return Status::Failed;

@@ -1,7 +1,7 @@
 //! The session family: open, close, quit, help, sleep. These manage the
 //! shell itself rather than do I/O.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::args::{self, Opt, strtol0};
 use super::{Body, Command, Shell, Status, find, getopt, not_found, table, usage};
@@ -296,8 +296,18 @@ fn sleep_f(sh: &mut Shell, argv: &[&str]) -> Status {
     match strtol0(argv[1]) {
         Some(ms) if ms >= 0 => {
             sh.console.flush();
-            std::thread::sleep(Duration::from_millis(ms as u64));
-            Status::Ok
+            // In short steps, so that Ctrl-C at the prompt cuts it.
+            let (wait, start) = (Duration::from_millis(ms as u64), Instant::now());
+            loop {
+                let left = wait.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Status::Ok;
+                }
+                if sh.console.interrupt.is_set() {
+                    return Status::Failed;
+                }
+                std::thread::sleep(left.min(Duration::from_millis(20)));
+            }
         }
         _ => {
             sh.console

@@ -266,8 +266,8 @@ fn zone_report_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status
         let more = zones.len() as u64 == ask && left > ask;
         out.batch(con, &zones, !more);
         bar.inc(zones.len() as u64);
-        // Nobody reads the rest (`zrp 0 16M | head`): stop asking.
-        if con.out_closed() {
+        // Nobody reads the rest (`zrp 0 16M | head`), or Ctrl-C: stop asking.
+        if con.stop_early() {
             break;
         }
         match zones.last() {
@@ -704,6 +704,10 @@ fn zone_summary_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Statu
             s.add(z);
         }
         bar.inc(zones.len() as u64);
+        if con.interrupt.is_set() {
+            // Ctrl-C: no summary of part of the device.
+            return Status::Failed;
+        }
         match zones.last() {
             Some(last) if zones.len() as u64 == REPORT_BATCH => offset = last.start + last.len,
             _ => break,
@@ -926,13 +930,14 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     let keep_positions = f.show_pos || f.verify;
     let total: Mutex<Tally> = Mutex::new(Tally::default());
     let bar = Progress::counting("zone_append", f.appends, "appends");
+    let interrupt = &con.interrupt;
     std::thread::scope(|s| {
         for _ in 0..f.threads {
             s.spawn(|| {
                 let mut mine = Tally::default();
                 loop {
                     let seq = next.fetch_add(1, Ordering::Relaxed);
-                    if seq >= f.appends {
+                    if seq >= f.appends || interrupt.is_set() {
                         break;
                     }
                     let r = if f.verify {
@@ -956,6 +961,10 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
         }
     });
     bar.finish();
+    if con.interrupt.is_set() {
+        // Ctrl-C: the appends that landed stay; no tally of a cut run.
+        return Status::Failed;
+    }
     let mut total = total.into_inner().unwrap_or_else(|p| p.into_inner());
     total.errors.sort();
     let failed: u64 = total.errors.iter().map(|(_, n)| n).sum();
@@ -966,7 +975,7 @@ fn concurrent_appends(blk: &BlockBackend, con: &mut Console, f: &Fanout) -> Stat
     landed.sort_unstable();
     if f.show_pos {
         for (pos, _) in landed.iter() {
-            if con.out_closed() {
+            if con.stop_early() {
                 break;
             }
             con.say(&format!(
