@@ -142,6 +142,8 @@ impl BlockDriver for RawNode {
     fn info(&self) -> NodeInfo {
         NodeInfo {
             format_names: vec!["raw".into()],
+            // A child without block info (null-co, nbd) gives raw none.
+            no_block_info: self.child.info().no_block_info,
             ..NodeInfo::default()
         }
     }
