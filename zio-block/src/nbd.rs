@@ -38,6 +38,7 @@ const FLAG_FIXED_NEWSTYLE: u16 = 1;
 const FLAG_NO_ZEROES: u16 = 2;
 
 const OPT_EXPORT_NAME: u32 = 1;
+const OPT_ABORT: u32 = 2;
 const OPT_GO: u32 = 7;
 const REP_ACK: u32 = 1;
 const REP_INFO: u32 = 3;
@@ -454,8 +455,15 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
         data.extend_from_slice(&1u16.to_be_bytes());
         data.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
         send_option(s, OPT_GO, &data)?;
-        if let Some(info) = go_replies(s)? {
-            return Ok(info);
+        match go_replies(s) {
+            Ok(Some(info)) => return Ok(info),
+            Ok(None) => {}
+            Err(e) => {
+                // Ends the negotiation politely, so the server does not
+                // log a failed read of the next option.
+                let _ = send_option(s, OPT_ABORT, &[]);
+                return Err(e);
+            }
         }
     }
     send_option(s, OPT_EXPORT_NAME, export.as_bytes())?;
