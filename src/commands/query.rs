@@ -255,6 +255,11 @@ fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         con.say(&format!("kernel: {}", z.kernel));
         con.say(&format!("device: {}", z.device));
     }
+    // qemu-io's info fails where the driver has no block info (null-co,
+    // nbd), after the format names.
+    if info.no_block_info {
+        return Status::Failed;
+    }
     Status::Ok
 }
 

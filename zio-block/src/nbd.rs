@@ -131,6 +131,10 @@ struct Conn {
 }
 
 pub struct NbdNode {
+    /// What qemu-io's `info` names as the protocol: QEMU's NBD driver for
+    /// the name's scheme (`nbd`, `nbd+tcp`, `nbd+unix`), or, opened by
+    /// options, `nbd+unix` (QEMU's `driver=nbd` finds that driver first).
+    protocol: &'static str,
     addr: Addr,
     export_name: String,
     info: Export,
@@ -141,6 +145,17 @@ pub struct NbdNode {
 /// `driver=nbd` with QEMU's options, or a `filename` in one of QEMU's NBD
 /// forms.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
+    let protocol = match opts.take("filename") {
+        Some(name) => {
+            opts.set("filename", name.clone());
+            match name.split_once(':').map(|(p, _)| p) {
+                Some("nbd+tcp") => "nbd+tcp",
+                Some("nbd+unix") => "nbd+unix",
+                _ => "nbd",
+            }
+        }
+        None => "nbd+unix",
+    };
     let (addr, export_name) = take_address(opts)?;
     let reconnect_delay = match opts.take("reconnect-delay") {
         None => 0,
@@ -161,6 +176,7 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         return Err("Could not open image: Permission denied".into());
     }
     Ok(Arc::new(NbdNode {
+        protocol,
         addr,
         export_name,
         info,
@@ -245,6 +261,9 @@ fn parse_filename(name: &str) -> Result<(Addr, String), String> {
     if let Some((scheme, rest)) = name.split_once("://")
         && scheme.starts_with("nbd")
     {
+        if !matches!(scheme, "nbd" | "nbd+tcp" | "nbd+unix") {
+            return Err(format!("Unknown protocol '{scheme}'"));
+        }
         return parse_uri(scheme, rest).ok_or_else(|| "No valid URL specified".to_string());
     }
     let Some(rest) = name.strip_prefix("nbd:") else {
@@ -918,7 +937,7 @@ impl BlockDriver for NbdNode {
 
     fn info(&self) -> NodeInfo {
         NodeInfo {
-            format_names: vec!["nbd".into(), "nbd".into()],
+            format_names: vec!["nbd".into(), self.protocol.into()],
             no_block_info: true,
             ..NodeInfo::default()
         }
@@ -965,13 +984,13 @@ mod tests {
             "nbd+unix://h/x?socket=/a",
             "nbd://h/x?socket=/a",
             "nbd+unix:///x?socket=/a&b=1",
-            "nbd+rdma://h/x",
         ] {
             assert_eq!(bad(n), "No valid URL specified", "{n}");
         }
         assert_eq!(bad("nbd:"), "NBD server address missing");
         assert_eq!(bad("nbd:localhost"), "error parsing address 'localhost'");
         assert_eq!(bad("nbd+bogus:x"), "Unknown protocol 'nbd+bogus'");
+        assert_eq!(bad("nbd+rdma://h/x"), "Unknown protocol 'nbd+rdma'");
     }
 
     #[test]
