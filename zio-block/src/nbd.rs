@@ -33,6 +33,17 @@ const OLDSTYLE_MAGIC: u64 = 0x0042_0281_8612_53;
 const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 const REQUEST_MAGIC: u32 = 0x2560_9513;
 const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+const CHUNK_DONE: u16 = 1;
+const CHUNK_NONE: u16 = 0;
+const CHUNK_OFFSET_DATA: u16 = 1;
+const CHUNK_OFFSET_HOLE: u16 = 2;
+const CHUNK_BLOCK_STATUS: u16 = 5;
+const CHUNK_ERROR_BIT: u16 = 1 << 15;
+/// Block status: the extent reads as a hole.
+const STATE_HOLE: u32 = 1;
+/// Block status: the extent reads as zeros.
+const STATE_ZERO: u32 = 2;
 
 const FLAG_FIXED_NEWSTYLE: u16 = 1;
 const FLAG_NO_ZEROES: u16 = 2;
@@ -40,6 +51,10 @@ const FLAG_NO_ZEROES: u16 = 2;
 const OPT_EXPORT_NAME: u32 = 1;
 const OPT_ABORT: u32 = 2;
 const OPT_GO: u32 = 7;
+const OPT_STRUCTURED_REPLY: u32 = 8;
+const OPT_SET_META_CONTEXT: u32 = 10;
+const REP_META_CONTEXT: u32 = 4;
+const BASE_ALLOCATION: &str = "base:allocation";
 const REP_ACK: u32 = 1;
 const REP_INFO: u32 = 3;
 const REP_ERR: u32 = 1 << 31;
@@ -60,6 +75,8 @@ const CMD_DISC: u16 = 2;
 const CMD_FLUSH: u16 = 3;
 const CMD_TRIM: u16 = 4;
 const CMD_WRITE_ZEROES: u16 = 6;
+const CMD_BLOCK_STATUS: u16 = 7;
+const CMD_FLAG_REQ_ONE: u16 = 8;
 const CMD_FLAG_FUA: u16 = 1;
 const CMD_FLAG_NO_HOLE: u16 = 2;
 const CMD_FLAG_FAST_ZERO: u16 = 16;
@@ -121,6 +138,23 @@ struct Export {
     flags: u16,
     min_block: u32,
     max_block: u32,
+    /// Structured replies were agreed on.
+    structured: bool,
+    /// The id of the `base:allocation` meta context, if the server has it.
+    allocation_ctx: Option<u32>,
+}
+
+impl Export {
+    fn plain(size: u64, flags: u16) -> Export {
+        Export {
+            size,
+            flags,
+            min_block: 1,
+            max_block: MAX_BUFFER,
+            structured: false,
+            allocation_ctx: None,
+        }
+    }
 }
 
 struct Conn {
@@ -452,12 +486,7 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
         let flags = recv_u32(s, "export flags")?;
         let mut pad = [0u8; 124];
         recv(s, &mut pad, "export flags padding")?;
-        return Ok(Export {
-            size,
-            flags: flags as u16,
-            min_block: 1,
-            max_block: MAX_BUFFER,
-        });
+        return Ok(Export::plain(size, flags as u16));
     }
     if magic != IHAVEOPT {
         return Err(format!("Bad server magic received: 0x{magic:x}"));
@@ -467,6 +496,11 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
     let client = u32::from(global & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
     send(s, &client.to_be_bytes(), "client flags")?;
     if global & FLAG_FIXED_NEWSTYLE != 0 {
+        let structured = ask_structured(s, export)?;
+        let allocation_ctx = match structured {
+            true => ask_allocation_context(s, export)?,
+            false => None,
+        };
         // NBD_OPT_GO: the name, and one info request (block sizes).
         let mut data = Vec::with_capacity(export.len() + 8);
         data.extend_from_slice(&(export.len() as u32).to_be_bytes());
@@ -475,7 +509,13 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
         data.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
         send_option(s, OPT_GO, &data)?;
         match go_replies(s) {
-            Ok(Some(info)) => return Ok(info),
+            Ok(Some(info)) => {
+                return Ok(Export {
+                    structured,
+                    allocation_ctx,
+                    ..info
+                });
+            }
             Ok(None) => {}
             Err(e) => {
                 // Ends the negotiation politely, so the server does not
@@ -492,12 +532,7 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
         let mut pad = [0u8; 124];
         recv(s, &mut pad, "export flags padding")?;
     }
-    Ok(Export {
-        size,
-        flags,
-        min_block: 1,
-        max_block: MAX_BUFFER,
-    })
+    Ok(Export::plain(size, flags))
 }
 
 fn send_option(s: &mut Stream, opt: u32, data: &[u8]) -> Result<(), String> {
@@ -509,32 +544,68 @@ fn send_option(s: &mut Stream, opt: u32, data: &[u8]) -> Result<(), String> {
     send(s, &buf, "option request")
 }
 
+/// One option reply: its type and data (bounded).
+fn option_reply(s: &mut Stream, want: u32) -> Result<(u32, Vec<u8>), String> {
+    let magic = recv_u64(s, "option reply magic")?;
+    if magic != REP_MAGIC {
+        return Err(format!("Unexpected option reply magic 0x{magic:x}"));
+    }
+    let opt = recv_u32(s, "option reply option")?;
+    let kind = recv_u32(s, "option reply type")?;
+    let len = recv_u32(s, "option reply length")?;
+    if opt != want {
+        return Err(format!("Unexpected option reply for option {opt}"));
+    }
+    if len > 64 * 1024 {
+        return Err(format!("server's reply length {len} is too long"));
+    }
+    let mut data = vec![0u8; len as usize];
+    recv(s, &mut data, "option reply")?;
+    Ok((kind, data))
+}
+
+/// NBD_OPT_STRUCTURED_REPLY: true if the server agrees (a server without
+/// it, or one that refuses, leaves simple replies).
+fn ask_structured(s: &mut Stream, _export: &str) -> Result<bool, String> {
+    send_option(s, OPT_STRUCTURED_REPLY, &[])?;
+    let (kind, _) = option_reply(s, OPT_STRUCTURED_REPLY)?;
+    Ok(kind == REP_ACK)
+}
+
+/// NBD_OPT_SET_META_CONTEXT for `base:allocation`: its id, if the server
+/// has it.
+fn ask_allocation_context(s: &mut Stream, export: &str) -> Result<Option<u32>, String> {
+    let mut data = Vec::with_capacity(export.len() + 27);
+    data.extend_from_slice(&(export.len() as u32).to_be_bytes());
+    data.extend_from_slice(export.as_bytes());
+    data.extend_from_slice(&1u32.to_be_bytes());
+    data.extend_from_slice(&(BASE_ALLOCATION.len() as u32).to_be_bytes());
+    data.extend_from_slice(BASE_ALLOCATION.as_bytes());
+    send_option(s, OPT_SET_META_CONTEXT, &data)?;
+    let mut id = None;
+    loop {
+        let (kind, data) = option_reply(s, OPT_SET_META_CONTEXT)?;
+        match kind {
+            REP_META_CONTEXT if data.len() >= 4 => {
+                if &data[4..] == BASE_ALLOCATION.as_bytes() {
+                    id = Some(u32::from_be_bytes([data[0], data[1], data[2], data[3]]));
+                }
+            }
+            REP_ACK => return Ok(id),
+            // Refused (or not known): no block status, as QEMU goes on.
+            k if k & REP_ERR != 0 => return Ok(None),
+            k => return Err(format!("Unexpected reply type {k} for option 10")),
+        }
+    }
+}
+
 /// The server's answers to NBD_OPT_GO; `None` when it does not know the
 /// option (the caller falls back to NBD_OPT_EXPORT_NAME).
 fn go_replies(s: &mut Stream) -> Result<Option<Export>, String> {
-    let mut info = Export {
-        size: 0,
-        flags: 0,
-        min_block: 1,
-        max_block: MAX_BUFFER,
-    };
+    let mut info = Export::plain(0, 0);
     let mut have_export = false;
     loop {
-        let magic = recv_u64(s, "option reply magic")?;
-        if magic != REP_MAGIC {
-            return Err(format!("Unexpected option reply magic 0x{magic:x}"));
-        }
-        let opt = recv_u32(s, "option reply option")?;
-        let kind = recv_u32(s, "option reply type")?;
-        let len = recv_u32(s, "option reply length")?;
-        if opt != OPT_GO {
-            return Err(format!("Unexpected option reply for option {opt}"));
-        }
-        if len > 64 * 1024 {
-            return Err(format!("server's reply length {len} is too long"));
-        }
-        let mut data = vec![0u8; len as usize];
-        recv(s, &mut data, "option reply")?;
+        let (kind, data) = option_reply(s, OPT_GO)?;
         match kind {
             REP_ACK if have_export => return Ok(Some(info)),
             REP_ACK => return Err("server sent no export information".into()),
@@ -608,6 +679,8 @@ enum Payload<'a> {
     None,
     Out(&'a [&'a [u8]]),
     In(&'a mut [u8]),
+    /// Block status: the first extent (length, flags) of the context.
+    Status(u32, &'a mut Option<(u32, u32)>),
 }
 
 /// The transport failed (the connection is gone), or the server said no.
@@ -780,22 +853,120 @@ fn exchange(
             s.write_all(b).map_err(t)?;
         }
     }
-    let mut reply = [0u8; 16];
-    s.read_exact(&mut reply).map_err(t)?;
-    let magic = u32::from_be_bytes([reply[0], reply[1], reply[2], reply[3]]);
-    let error = u32::from_be_bytes([reply[4], reply[5], reply[6], reply[7]]);
-    let got = u64::from_be_bytes(reply[8..16].try_into().unwrap_or_default());
-    if magic != SIMPLE_REPLY_MAGIC || got != handle {
-        // Out of step with the server: nothing later can be trusted.
-        return Err(Failure::Transport);
+    let mut error = None;
+    loop {
+        let mut magic = [0u8; 4];
+        s.read_exact(&mut magic).map_err(t)?;
+        match u32::from_be_bytes(magic) {
+            SIMPLE_REPLY_MAGIC => {
+                let mut rest = [0u8; 12];
+                s.read_exact(&mut rest).map_err(t)?;
+                let err = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                let got = u64::from_be_bytes(rest[4..12].try_into().unwrap_or_default());
+                if got != handle {
+                    return Err(Failure::Transport);
+                }
+                if err != 0 {
+                    return Err(Failure::Server(server_errno(err)));
+                }
+                return match payload {
+                    Payload::In(buf) => s.read_exact(buf).map_err(t),
+                    // Block status comes in structured replies only.
+                    Payload::Status(..) => Err(Failure::Transport),
+                    _ => Ok(()),
+                };
+            }
+            STRUCTURED_REPLY_MAGIC => {
+                let mut rest = [0u8; 16];
+                s.read_exact(&mut rest).map_err(t)?;
+                let flags = u16::from_be_bytes([rest[0], rest[1]]);
+                let kind = u16::from_be_bytes([rest[2], rest[3]]);
+                let got = u64::from_be_bytes(rest[4..12].try_into().unwrap_or_default());
+                let len = u32::from_be_bytes([rest[12], rest[13], rest[14], rest[15]]);
+                if got != handle {
+                    return Err(Failure::Transport);
+                }
+                chunk(s, kind, len, offset, payload, &mut error)?;
+                if flags & CHUNK_DONE != 0 {
+                    return match error {
+                        Some(e) => Err(Failure::Server(e)),
+                        None => Ok(()),
+                    };
+                }
+            }
+            // Out of step with the server: nothing later can be trusted.
+            _ => return Err(Failure::Transport),
+        }
     }
-    if error != 0 {
-        return Err(Failure::Server(server_errno(error)));
+}
+
+/// Reads one structured reply chunk of `len` bytes into the request's
+/// payload; an error chunk's errno is kept in `error` (the first one).
+fn chunk(
+    s: &mut Stream,
+    kind: u16,
+    len: u32,
+    offset: u64,
+    payload: &mut Payload<'_>,
+    error: &mut Option<io::Error>,
+) -> Result<(), Failure> {
+    let t = |_: io::Error| Failure::Transport;
+    let bad = Failure::Transport;
+    match (kind, payload) {
+        (CHUNK_NONE, _) if len == 0 => Ok(()),
+        (CHUNK_OFFSET_DATA, Payload::In(buf)) if len >= 8 => {
+            let mut at = [0u8; 8];
+            s.read_exact(&mut at).map_err(t)?;
+            let start = u64::from_be_bytes(at).checked_sub(offset).ok_or(bad)?;
+            let n = u64::from(len - 8);
+            if start
+                .checked_add(n)
+                .is_none_or(|end| end > buf.len() as u64)
+            {
+                return Err(Failure::Transport);
+            }
+            s.read_exact(&mut buf[start as usize..(start + n) as usize])
+                .map_err(t)
+        }
+        (CHUNK_OFFSET_HOLE, Payload::In(buf)) if len == 12 => {
+            let mut b = [0u8; 12];
+            s.read_exact(&mut b).map_err(t)?;
+            let at = u64::from_be_bytes(b[0..8].try_into().unwrap_or_default());
+            let n = u64::from(u32::from_be_bytes([b[8], b[9], b[10], b[11]]));
+            let start = at.checked_sub(offset).ok_or(Failure::Transport)?;
+            if start
+                .checked_add(n)
+                .is_none_or(|end| end > buf.len() as u64)
+            {
+                return Err(Failure::Transport);
+            }
+            buf[start as usize..(start + n) as usize].fill(0);
+            Ok(())
+        }
+        (CHUNK_BLOCK_STATUS, Payload::Status(ctx, first)) if len >= 12 && len % 8 == 4 => {
+            let mut id = [0u8; 4];
+            s.read_exact(&mut id).map_err(t)?;
+            let mut d = [0u8; 8];
+            for i in 0..(len - 4) / 8 {
+                s.read_exact(&mut d).map_err(t)?;
+                if i == 0 && u32::from_be_bytes(id) == *ctx {
+                    let n = u32::from_be_bytes([d[0], d[1], d[2], d[3]]);
+                    let f = u32::from_be_bytes([d[4], d[5], d[6], d[7]]);
+                    **first = Some((n, f));
+                }
+            }
+            Ok(())
+        }
+        (k, _) if k & CHUNK_ERROR_BIT != 0 && len >= 6 => {
+            let mut body = vec![0u8; len as usize];
+            s.read_exact(&mut body).map_err(t)?;
+            let e = u32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+            error.get_or_insert_with(|| server_errno(e));
+            Ok(())
+        }
+        // A chunk this request cannot have: the stream is not to be trusted.
+        _ => Err(Failure::Transport),
     }
-    if let Payload::In(buf) = payload {
-        s.read_exact(buf).map_err(t)?;
-    }
-    Ok(())
 }
 
 impl Drop for NbdNode {
@@ -924,6 +1095,38 @@ impl BlockDriver for NbdNode {
             return Ok(());
         }
         self.request(CMD_FLUSH, 0, 0, 0, Payload::None)
+    }
+
+    /// NBD_CMD_BLOCK_STATUS for `base:allocation` (first extent only), as
+    /// QEMU's client asks: a hole that does not read as zeros is not
+    /// allocated. Without the context, all of it is allocated.
+    fn allocation(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        let Some(ctx) = self.info.allocation_ctx else {
+            return Ok((true, len));
+        };
+        let end = self.info.size.min(offset + len);
+        if offset >= end {
+            return Ok((true, len));
+        }
+        let n = (end - offset).min(u64::from(u32::MAX) / 2 + 1);
+        let mut first = None;
+        let payload = Payload::Status(ctx, &mut first);
+        self.request(
+            CMD_BLOCK_STATUS,
+            CMD_FLAG_REQ_ONE,
+            offset,
+            n as u32,
+            payload,
+        )?;
+        let Some((got, flags)) = first else {
+            return Err(errno(Errno::EIO));
+        };
+        let got = u64::from(got).min(n);
+        if got == 0 {
+            return Err(errno(Errno::EIO));
+        }
+        let allocated = flags & STATE_HOLE == 0 || flags & STATE_ZERO != 0;
+        Ok((allocated, got))
     }
 
     /// An export cannot grow; asking for less changes nothing, as QEMU's
