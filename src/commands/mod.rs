@@ -262,7 +262,8 @@ fn fallback_help(name: &str) -> Option<&'static str> {
 
  Asks every node of the open image to flush its caches (fsync on a file or
  block device; nothing to do for an in-memory device). Prints nothing on
- success, 'flush failed: ...' on failure.
+ success, 'flush failed: ...' on failure (invoked as qemu-io, nothing
+ either: as qemu-io, only the exit status tells).
 
 "
         }

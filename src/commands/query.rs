@@ -68,11 +68,15 @@ pub const COMMANDS: &[Command] = &[
     },
 ];
 
+/// A failure prints `flush failed: ...`, except when zio is invoked as
+/// qemu-io: then, as qemu-io, it only sets the exit status.
 fn flush_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
     match blk.flush() {
         Ok(()) => Status::Ok,
         Err(e) => {
-            con.say(&format!("flush failed: {}", strerror(&e)));
+            if con.prog != "qemu-io" {
+                con.say(&format!("flush failed: {}", strerror(&e)));
+            }
             Status::Failed
         }
     }
