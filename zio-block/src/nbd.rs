@@ -29,7 +29,7 @@ use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags, errno
 
 const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
-const OLDSTYLE_MAGIC: u64 = 0x0042_0281_8612_53;
+const OLDSTYLE_MAGIC: u64 = 0x0000_4202_8186_1253;
 const REP_MAGIC: u64 = 0x0003_e889_0455_65a9;
 const REQUEST_MAGIC: u32 = 0x2560_9513;
 const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
@@ -471,7 +471,7 @@ fn send(s: &mut Stream, buf: &[u8], what: &str) -> Result<(), String> {
 /// Negotiates `export` on a fresh connection.
 fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
     if export.len() > MAX_NAME {
-        return Err(format!("export name too long to send to server"));
+        return Err("export name too long to send to server".into());
     }
     let magic = recv_u64(s, "initial magic")?;
     if magic != NBDMAGIC {
@@ -496,7 +496,7 @@ fn handshake(s: &mut Stream, export: &str) -> Result<Export, String> {
     let client = u32::from(global & (FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES));
     send(s, &client.to_be_bytes(), "client flags")?;
     if global & FLAG_FIXED_NEWSTYLE != 0 {
-        let structured = ask_structured(s, export)?;
+        let structured = ask_structured(s)?;
         let allocation_ctx = match structured {
             true => ask_allocation_context(s, export)?,
             false => None,
@@ -566,7 +566,7 @@ fn option_reply(s: &mut Stream, want: u32) -> Result<(u32, Vec<u8>), String> {
 
 /// NBD_OPT_STRUCTURED_REPLY: true if the server agrees (a server without
 /// it, or one that refuses, leaves simple replies).
-fn ask_structured(s: &mut Stream, _export: &str) -> Result<bool, String> {
+fn ask_structured(s: &mut Stream) -> Result<bool, String> {
     send_option(s, OPT_STRUCTURED_REPLY, &[])?;
     let (kind, _) = option_reply(s, OPT_STRUCTURED_REPLY)?;
     Ok(kind == REP_ACK)
