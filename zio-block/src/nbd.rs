@@ -316,13 +316,14 @@ fn parse_filename(name: &str) -> Result<(Addr, String), String> {
     }
     let bad = || format!("error parsing address '{spec}'");
     let (host, port) = match spec.strip_prefix('[') {
-        Some(v6) => {
-            let (h, p) = v6.split_once("]:").ok_or_else(bad)?;
-            (h, p)
-        }
-        None => spec.rsplit_once(':').ok_or_else(bad)?,
+        Some(v6) => v6.split_once("]:").ok_or_else(bad)?,
+        None => match spec.rsplit_once(':') {
+            Some((h, _)) if h.contains(':') => return Err(bad()),
+            Some(hp) => hp,
+            None => return Err(bad()),
+        },
     };
-    if port.is_empty() || host.contains(':') {
+    if port.is_empty() {
         return Err(bad());
     }
     let addr = Addr::Inet {
