@@ -1233,6 +1233,85 @@ mod tests {
         );
     }
 
+    /// A structured reply chunk as a server sends it.
+    fn chunk_bytes(flags: u16, kind: u16, handle: u64, payload: &[u8]) -> Vec<u8> {
+        let mut b = STRUCTURED_REPLY_MAGIC.to_be_bytes().to_vec();
+        b.extend_from_slice(&flags.to_be_bytes());
+        b.extend_from_slice(&kind.to_be_bytes());
+        b.extend_from_slice(&handle.to_be_bytes());
+        b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    }
+
+    /// Runs one request against `reply` (what the server answers).
+    fn run(reply: Vec<u8>, cmd: u16, payload: &mut Payload<'_>) -> Result<(), Failure> {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let server = std::thread::spawn(move || {
+            let mut req = [0u8; 28];
+            b.read_exact(&mut req).unwrap();
+            b.write_all(&reply).unwrap();
+        });
+        let mut client = Stream::Unix(a);
+        let r = exchange(&mut client, cmd, 0, 7, 4096, 8, payload);
+        server.join().unwrap();
+        r
+    }
+
+    #[test]
+    fn structured_reads_fill_data_and_holes() {
+        let mut data = 4100u64.to_be_bytes().to_vec();
+        data.extend_from_slice(b"abcd");
+        let mut hole = 4096u64.to_be_bytes().to_vec();
+        hole.extend_from_slice(&4u32.to_be_bytes());
+        let mut reply = chunk_bytes(0, CHUNK_OFFSET_DATA, 7, &data);
+        reply.extend(chunk_bytes(CHUNK_DONE, CHUNK_OFFSET_HOLE, 7, &hole));
+        let mut buf = [0xffu8; 8];
+        assert!(run(reply, CMD_READ, &mut Payload::In(&mut buf)).is_ok());
+        assert_eq!(&buf, b"\0\0\0\0abcd");
+
+        // An error chunk fails the request with its errno.
+        let mut err = 1u32.to_be_bytes().to_vec();
+        err.extend_from_slice(&0u16.to_be_bytes());
+        let reply = chunk_bytes(CHUNK_DONE, CHUNK_ERROR_BIT | 1, 7, &err);
+        match run(reply, CMD_READ, &mut Payload::In(&mut buf)) {
+            Err(Failure::Server(e)) => assert_eq!(e.raw_os_error(), Some(libc::EPERM)),
+            _ => panic!("want EPERM"),
+        }
+
+        // Data outside the request, or another handle: out of step.
+        let reply = chunk_bytes(CHUNK_DONE, CHUNK_OFFSET_DATA, 7, &data[..4]);
+        assert!(matches!(
+            run(reply, CMD_READ, &mut Payload::In(&mut buf)),
+            Err(Failure::Transport)
+        ));
+        let mut far = 4200u64.to_be_bytes().to_vec();
+        far.extend_from_slice(b"abcd");
+        let reply = chunk_bytes(CHUNK_DONE, CHUNK_OFFSET_DATA, 7, &far);
+        assert!(matches!(
+            run(reply, CMD_READ, &mut Payload::In(&mut buf)),
+            Err(Failure::Transport)
+        ));
+        let reply = chunk_bytes(CHUNK_DONE, CHUNK_NONE, 8, &[]);
+        assert!(matches!(
+            run(reply, CMD_FLUSH, &mut Payload::None),
+            Err(Failure::Transport)
+        ));
+    }
+
+    #[test]
+    fn block_status_takes_the_first_extent_of_its_context() {
+        let mut status = 3u32.to_be_bytes().to_vec();
+        for (len, flags) in [(4096u32, STATE_HOLE | STATE_ZERO), (512, 0)] {
+            status.extend_from_slice(&len.to_be_bytes());
+            status.extend_from_slice(&flags.to_be_bytes());
+        }
+        let reply = chunk_bytes(CHUNK_DONE, CHUNK_BLOCK_STATUS, 7, &status);
+        let mut first = None;
+        assert!(run(reply, CMD_BLOCK_STATUS, &mut Payload::Status(3, &mut first)).is_ok());
+        assert_eq!(first, Some((4096, STATE_HOLE | STATE_ZERO)));
+    }
+
     #[test]
     fn option_errors_carry_the_servers_message() {
         assert_eq!(
