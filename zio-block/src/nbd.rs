@@ -7,10 +7,11 @@
 //! `server.type=unix|inet`, `server.path`, `server.host`, `server.port`,
 //! `export` (with the legacy `path`, `host`, `port`), `reconnect-delay`.
 //! The handshake is fixed newstyle with `NBD_OPT_GO` (falling back to
-//! `NBD_OPT_EXPORT_NAME` on an old server) or oldstyle; transmission uses
-//! simple replies, one request at a time (the block layer is blocking):
-//! READ, WRITE (with FUA when asked), FLUSH, TRIM, WRITE_ZEROES and, on
-//! close, DISCONNECT. Requests are cut to the export's maximum block size,
+//! `NBD_OPT_EXPORT_NAME` on an old server) or oldstyle; structured replies
+//! and the `base:allocation` meta context are asked for where the server
+//! has them. Transmission is one request at a time (the block layer is
+//! blocking): READ, WRITE (with FUA when asked), FLUSH, TRIM,
+//! WRITE_ZEROES, BLOCK_STATUS (for `map`) and, on close, DISCONNECT. Requests are cut to the export's maximum block size,
 //! and unaligned ones widened (reads) or read-modify-written (writes) to
 //! its minimum block size. A lost connection fails the request with EIO,
 //! unless `reconnect-delay=N`: then the driver connects again for up to N
@@ -830,7 +831,20 @@ impl NbdNode {
     }
 }
 
-/// Sends one request and reads its simple reply.
+/// A request's 28 header bytes.
+fn request_header(cmd: u16, flags: u16, handle: u64, offset: u64, len: u32) -> [u8; 28] {
+    let mut req = [0u8; 28];
+    req[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+    req[4..6].copy_from_slice(&flags.to_be_bytes());
+    req[6..8].copy_from_slice(&cmd.to_be_bytes());
+    req[8..16].copy_from_slice(&handle.to_be_bytes());
+    req[16..24].copy_from_slice(&offset.to_be_bytes());
+    req[24..28].copy_from_slice(&len.to_be_bytes());
+    req
+}
+
+/// Sends one request and reads its reply (simple, or structured chunks up
+/// to the one marked done).
 fn exchange(
     s: &mut Stream,
     cmd: u16,
@@ -841,14 +855,8 @@ fn exchange(
     payload: &mut Payload<'_>,
 ) -> Result<(), Failure> {
     let t = |_: io::Error| Failure::Transport;
-    let mut req = [0u8; 28];
-    req[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
-    req[4..6].copy_from_slice(&flags.to_be_bytes());
-    req[6..8].copy_from_slice(&cmd.to_be_bytes());
-    req[8..16].copy_from_slice(&handle.to_be_bytes());
-    req[16..24].copy_from_slice(&offset.to_be_bytes());
-    req[24..28].copy_from_slice(&len.to_be_bytes());
-    s.write_all(&req).map_err(t)?;
+    s.write_all(&request_header(cmd, flags, handle, offset, len))
+        .map_err(t)?;
     if let Payload::Out(bufs) = payload {
         for b in bufs.iter() {
             s.write_all(b).map_err(t)?;
@@ -977,11 +985,7 @@ impl Drop for NbdNode {
         conn.handle += 1;
         let handle = conn.handle;
         if let Some(s) = conn.stream.as_mut() {
-            let mut req = [0u8; 28];
-            req[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
-            req[6..8].copy_from_slice(&CMD_DISC.to_be_bytes());
-            req[8..16].copy_from_slice(&handle.to_be_bytes());
-            let _ = s.write_all(&req);
+            let _ = s.write_all(&request_header(CMD_DISC, 0, handle, 0, 0));
         }
     }
 }
