@@ -286,8 +286,9 @@ fn fallback_help(name: &str) -> Option<&'static str> {
  Example:
  'map' - prints '64 MiB (0x4000000) bytes     allocated at offset 0 bytes (0x0)'
 
- Every zio format stores all of its bytes, so the whole image is one
- allocated extent, as qemu-io prints it for raw images.
+ Every zio format stores all of its bytes, so a file or device is one
+ allocated extent, as qemu-io prints it for raw images; an NBD export
+ reports its own (block status), one line per run of the same answer.
 
 "
         }
