@@ -166,10 +166,6 @@ struct Conn {
 }
 
 pub struct NbdNode {
-    /// What qemu-io's `info` names as the protocol: QEMU's NBD driver for
-    /// the name's scheme (`nbd`, `nbd+tcp`, `nbd+unix`), or, opened by
-    /// options, `nbd+unix` (QEMU's `driver=nbd` finds that driver first).
-    protocol: &'static str,
     addr: Addr,
     export_name: String,
     info: Export,
@@ -180,17 +176,6 @@ pub struct NbdNode {
 /// `driver=nbd` with QEMU's options, or a `filename` in one of QEMU's NBD
 /// forms.
 pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriver>, String> {
-    let protocol = match opts.take("filename") {
-        Some(name) => {
-            opts.set("filename", name.clone());
-            match name.split_once(':').map(|(p, _)| p) {
-                Some("nbd+tcp") => "nbd+tcp",
-                Some("nbd+unix") => "nbd+unix",
-                _ => "nbd",
-            }
-        }
-        None => "nbd+unix",
-    };
     let (addr, export_name) = take_address(opts)?;
     let reconnect_delay = match opts.take("reconnect-delay") {
         None => 0,
@@ -211,7 +196,6 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         return Err("Could not open image: Permission denied".into());
     }
     Ok(Arc::new(NbdNode {
-        protocol,
         addr,
         export_name,
         info,
@@ -1145,7 +1129,9 @@ impl BlockDriver for NbdNode {
 
     fn info(&self) -> NodeInfo {
         NodeInfo {
-            format_names: vec!["nbd".into(), self.protocol.into()],
+            // As qemu-io names an nbd root node: `driver=nbd` (and `-f
+            // nbd`) find QEMU's nbd+unix driver first, whatever the socket.
+            format_names: vec!["nbd".into(), "nbd+unix".into()],
             no_block_info: true,
             ..NodeInfo::default()
         }
