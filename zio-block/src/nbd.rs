@@ -11,11 +11,13 @@
 //! and the `base:allocation` meta context are asked for where the server
 //! has them. Transmission is one request at a time (the block layer is
 //! blocking): READ, WRITE (with FUA when asked), FLUSH, TRIM,
-//! WRITE_ZEROES, BLOCK_STATUS (for `map`) and, on close, DISCONNECT. Requests are cut to the export's maximum block size,
-//! and unaligned ones widened (reads) or read-modify-written (writes) to
-//! its minimum block size. A lost connection fails the request with EIO,
-//! unless `reconnect-delay=N`: then the driver connects again for up to N
-//! seconds and retries it. Errors are worded as QEMU's.
+//! WRITE_ZEROES, BLOCK_STATUS (for `map`) and, on close, DISCONNECT.
+//! Requests are cut to the export's maximum block size, and unaligned ones
+//! widened (reads) or read-modify-written (writes) to its minimum block
+//! size. A lost connection fails the request that finds it with EIO (each
+//! later request tries once to connect again), unless `reconnect-delay=N`:
+//! then the driver keeps connecting again for up to N seconds and retries
+//! the request. Errors are worded as QEMU's.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
