@@ -14,10 +14,9 @@
 //! WRITE_ZEROES, BLOCK_STATUS (for `map`) and, on close, DISCONNECT.
 //! Requests are cut to the export's maximum block size, and unaligned ones
 //! widened (reads) or read-modify-written (writes) to its minimum block
-//! size. A lost connection fails the request that finds it with EIO (each
-//! later request tries once to connect again), unless `reconnect-delay=N`:
-//! then the driver keeps connecting again for up to N seconds and retries
-//! the request. Errors are worded as QEMU's.
+//! size. A lost connection fails the request that finds it, and every later
+//! one, with EIO, unless `reconnect-delay=N`: then the driver keeps
+//! connecting again for up to N seconds and retries the request. Errors are worded as QEMU's.
 
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -683,7 +682,8 @@ impl NbdNode {
     }
 
     /// One request and its reply; a lost connection is reconnected within
-    /// `reconnect-delay` and the request sent again, else EIO.
+    /// `reconnect-delay` and the request sent again, else EIO (this
+    /// request and every later one).
     fn request(
         &self,
         cmd: u16,
@@ -694,7 +694,11 @@ impl NbdNode {
     ) -> io::Result<()> {
         let mut conn = self.lock();
         loop {
-            if conn.stream.is_none() && !self.reconnect(&mut conn) {
+            // Without a reconnect delay a lost connection stays lost, as
+            // QEMU's client leaves it.
+            if conn.stream.is_none()
+                && (self.reconnect_delay.is_zero() || !self.reconnect(&mut conn))
+            {
                 return Err(errno(Errno::EIO));
             }
             conn.handle += 1;
