@@ -581,11 +581,14 @@ fn main() -> ExitCode {
         }
     };
     let failed = if !cli.commands.is_empty() {
-        run_lines(&mut shell, cli.commands.iter().map(|s| Ok(s.clone())))
+        run_lines(&mut shell, cli.commands.iter().map(|s| Ok(s.clone())), None)
     } else if io::stdin().is_terminal() {
         interactive(&mut shell)
     } else {
-        run_lines(&mut shell, io::stdin().lock().lines())
+        // Invoked as qemu-io, zio prompts on a pipe too, as qemu-io does
+        // (QEMU's Python tests wait for the prompt); as zio it does not.
+        let prompt = (program_name() == "qemu-io").then_some("qemu-io> ");
+        run_lines(&mut shell, io::stdin().lock().lines(), prompt)
     };
     shell.console.flush();
     if failed {
@@ -596,9 +599,20 @@ fn main() -> ExitCode {
 }
 
 /// Runs lines until they run out or `quit`; true if any command failed.
-fn run_lines(shell: &mut Shell, lines: impl Iterator<Item = io::Result<String>>) -> bool {
+/// With a `prompt`, it is printed (and flushed) before each line is read,
+/// and once more before the end of input is seen.
+fn run_lines(
+    shell: &mut Shell,
+    mut lines: impl Iterator<Item = io::Result<String>>,
+    prompt: Option<&str>,
+) -> bool {
     let mut failed = false;
-    for line in lines {
+    loop {
+        if let Some(p) = prompt {
+            let _ = shell.console.out().write_all(p.as_bytes());
+            shell.console.flush();
+        }
+        let Some(line) = lines.next() else { break };
         let line = match line {
             Ok(l) => l,
             Err(e) => {
@@ -876,7 +890,7 @@ fn interactive(shell: &mut Shell) -> bool {
                 "{}: cannot start the line editor: {e}",
                 program_name()
             ));
-            return run_lines(shell, io::stdin().lock().lines());
+            return run_lines(shell, io::stdin().lock().lines(), None);
         }
     };
     rl.set_helper(Some(LineHelper::new()));

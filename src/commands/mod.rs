@@ -313,7 +313,8 @@ fn fallback_help(name: &str) -> Option<&'static str> {
 
  Asks every node of the open image to flush its caches (fsync on a file or
  block device; nothing to do for an in-memory device). Prints nothing on
- success, 'flush failed: ...' on failure.
+ success, 'flush failed: ...' on failure (invoked as qemu-io, nothing
+ either: as qemu-io, only the exit status tells).
 
 "
         }
@@ -336,8 +337,9 @@ fn fallback_help(name: &str) -> Option<&'static str> {
  Example:
  'map' - prints '64 MiB (0x4000000) bytes     allocated at offset 0 bytes (0x0)'
 
- Every zio format stores all of its bytes, so the whole image is one
- allocated extent, as qemu-io prints it for raw images.
+ Every zio format stores all of its bytes, so a file or device is one
+ allocated extent, as qemu-io prints it for raw images; an NBD export
+ reports its own (block status), one line per run of the same answer.
 
 "
         }

@@ -69,11 +69,15 @@ pub const COMMANDS: &[Command] = &[
     },
 ];
 
+/// A failure prints `flush failed: ...`, except when zio is invoked as
+/// qemu-io: then, as qemu-io, it only sets the exit status.
 fn flush_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
     match blk.flush() {
         Ok(()) => Status::Ok,
         Err(e) => {
-            con.say(&format!("flush failed: {}", strerror(&e)));
+            if con.prog != "qemu-io" {
+                con.say(&format!("flush failed: {}", strerror(&e)));
+            }
             Status::Failed
         }
     }
@@ -269,6 +273,11 @@ fn info_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
         con.say(&format!("kernel: {}", z.kernel));
         con.say(&format!("device: {}", z.device));
     }
+    // qemu-io's info fails where the driver has no block info (null-co,
+    // nbd), after the format names.
+    if info.no_block_info {
+        return Status::Failed;
+    }
     Status::Ok
 }
 
@@ -285,8 +294,10 @@ const INFO_HELP: &str = "
 
 ";
 
-/// Every zio format stores all of its bytes, so the map is one allocated
-/// extent, as qemu-io prints for raw images.
+/// The image's extents, allocated or not, as qemu-io's map prints them
+/// (runs of the same answer merged). Every zio format stores all of its
+/// bytes, so a file or device is one allocated extent, as qemu-io prints
+/// for raw images; an NBD export answers for itself.
 fn map_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
     let len = match blk.length() {
         Ok(n) => n,
@@ -299,12 +310,44 @@ fn map_f(blk: &BlockBackend, con: &mut Console, _argv: &[&str]) -> Status {
             return Status::Failed;
         }
     };
-    if len > 0 {
+    let mut offset = 0;
+    while offset < len {
+        let extent = |at: u64| blk.allocation(at, len - at);
+        let (allocated, mut num) = match extent(offset) {
+            Ok(a) => a,
+            Err(e) => return allocation_failed(con, &e),
+        };
+        while num > 0 && offset + num < len {
+            match extent(offset + num) {
+                Ok((same, n)) if same == allocated && n > 0 => num += n,
+                Ok(_) => break,
+                Err(e) => return allocation_failed(con, &e),
+            }
+        }
+        if num == 0 {
+            con.warn(&format!("{}: Unexpected end of image", con.prog));
+            return Status::Failed;
+        }
+        let what = if allocated {
+            "    allocated"
+        } else {
+            "not allocated"
+        };
         con.say(&format!(
-            "{} (0x{len:x}) bytes     allocated at offset {} (0x0)",
-            cvtstr(len as f64),
-            cvtstr(0.0)
+            "{} (0x{num:x}) bytes {what} at offset {} (0x{offset:x})",
+            cvtstr(num as f64),
+            cvtstr(offset as f64)
         ));
+        offset += num;
     }
     Status::Ok
+}
+
+fn allocation_failed(con: &mut Console, e: &std::io::Error) -> Status {
+    con.warn(&format!(
+        "{}: Failed to get allocation status: {}",
+        con.prog,
+        strerror(e)
+    ));
+    Status::Failed
 }

@@ -205,6 +205,14 @@ impl BlockBackend {
         self.root.flush()
     }
 
+    /// Whether the range starts allocated and for how many bytes that
+    /// holds (see [`BlockDriver::allocation`]); the range must be inside.
+    pub fn allocation(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        self.check_request(offset, len)?;
+        let (allocated, n) = self.root.allocation(offset, len)?;
+        Ok((allocated, n.min(len)))
+    }
+
     /// The zoned model and limits of the graph; `None` when not zoned.
     pub fn zone_info(&self) -> Option<ZoneInfo> {
         self.root.zone_info()

@@ -173,6 +173,18 @@ pub trait BlockDriver: Send + Sync {
         Err(errno(Errno::ENOTSUP))
     }
 
+    /// Whether `[offset, offset + len)` starts allocated, and for how many
+    /// bytes from `offset` that answer holds (more than 0 when `len` is),
+    /// as QEMU's `bdrv_is_allocated` answers qemu-io's `map`. The default:
+    /// all allocated (zio's drivers store every byte), except that a
+    /// filter asks its child.
+    fn allocation(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        match self.child() {
+            Some(c) if self.role() == Role::Filter => c.allocation(offset, len),
+            _ => Ok((true, len)),
+        }
+    }
+
     /// Lines for `info`. The default suits formats and filters.
     fn info(&self) -> NodeInfo {
         NodeInfo {

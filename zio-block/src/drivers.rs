@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::open::open_protocol;
 use super::{BlockDriver, OpenFlags, OptionMap, Role, strerror};
-use super::{blkdebug, file, host_device, null, null_co, raw, throttle, zoned, zoned_check};
+use super::{blkdebug, file, host_device, nbd, null, null_co, raw, throttle, zoned, zoned_check};
 
 /// A driver's constructor: takes the options it knows from the map.
 pub(crate) type OpenFn = fn(&mut OptionMap, &OpenFlags) -> Result<Arc<dyn BlockDriver>, String>;
@@ -63,6 +63,7 @@ pub(crate) const DRIVERS: &[DriverEntry] = &[
     entry("null", Role::Protocol, null::open),
     entry("null-co", Role::Protocol, null_co::open_co),
     entry("null-aio", Role::Protocol, null_co::open_aio),
+    entry("nbd", Role::Protocol, nbd::open),
     DriverEntry {
         over: Some(zoned::open_over),
         probe: Some(zoned::probe),

@@ -26,6 +26,7 @@ mod filter;
 // The Linux zone ioctls: the only unsafe code in zio.
 #[allow(unsafe_code)]
 mod host_device;
+mod nbd;
 mod null;
 mod null_co;
 mod open;

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use super::drivers::{self, lookup};
 use super::snapshot::Snapshot;
-use super::{BlockBackend, BlockDriver, OptionMap, Role, blkdebug, file, host_device, strerror};
+use super::{
+    BlockBackend, BlockDriver, OptionMap, Role, blkdebug, file, host_device, nbd, strerror,
+};
 
 /// How the graph is opened, common to every node.
 #[derive(Clone, Copy, Debug, Default)]
@@ -200,8 +202,8 @@ pub(crate) fn open_child(
     open_node(&mut child, flags)
 }
 
-/// Picks `host_device` for block and character devices (as QEMU probes)
-/// and `file` for everything else.
+/// Picks `nbd` for QEMU's NBD names, `host_device` for block and
+/// character devices (as QEMU probes) and `file` for everything else.
 pub(crate) fn open_protocol(
     opts: &mut OptionMap,
     flags: &OpenFlags,
@@ -221,6 +223,12 @@ pub(crate) fn open_protocol(
         opts.set("x-image", image.to_string());
         let node = blkdebug::open(opts, flags)?;
         return Ok(node);
+    }
+    // QEMU's NBD names: `nbd:...`, `nbd://...`, `nbd+unix://...`.
+    let proto = filename.split_once(':').map(|(p, _)| p);
+    if proto.is_some_and(|p| p == "nbd" || (p.starts_with("nbd+") && !p.contains('/'))) {
+        opts.set("filename", filename);
+        return nbd::open(opts, flags);
     }
     let is_device = std::fs::metadata(&filename)
         .map(|m| m.file_type().is_block_device() || m.file_type().is_char_device())

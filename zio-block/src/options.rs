@@ -86,6 +86,16 @@ impl OptionMap {
         self.entries.insert(self.full(key), value.into());
     }
 
+    /// True when no option is left.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The first option left (in key order), without the prefix.
+    pub fn first_key(&self) -> Option<&str> {
+        self.entries.keys().next().map(|k| &k[self.prefix.len()..])
+    }
+
     pub fn contains(&self, key: &str) -> bool {
         self.entries.contains_key(&self.full(key))
     }

@@ -104,6 +104,11 @@ impl BlockDriver for RawNode {
         self.child.read(self.offset + offset, buf)
     }
 
+    /// The child's answer, as QEMU's raw passes block status down.
+    fn allocation(&self, offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        self.child.allocation(self.offset + offset, len)
+    }
+
     fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
         self.child.write(self.offset + offset, buf, flags)
     }
@@ -142,6 +147,8 @@ impl BlockDriver for RawNode {
     fn info(&self) -> NodeInfo {
         NodeInfo {
             format_names: vec!["raw".into()],
+            // A child without block info (null-co, nbd) gives raw none.
+            no_block_info: self.child.info().no_block_info,
             ..NodeInfo::default()
         }
     }

@@ -62,6 +62,11 @@ impl BlockDriver for Snapshot {
         Role::Filter
     }
 
+    /// All allocated: the overlay's writes are data whatever the child says.
+    fn allocation(&self, _offset: u64, len: u64) -> io::Result<(bool, u64)> {
+        Ok((true, len))
+    }
+
     fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
         Some(&self.child)
     }
