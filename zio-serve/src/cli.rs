@@ -50,8 +50,9 @@ pub fn main(args: &ServeArgs, prog: &str) -> ExitCode {
         queues: args.queues,
         depth: args.depth,
     };
+    // One line: the lock refusal's second line (qemu's wording) joins it.
     let served = open_image(&req)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string().trim_end().replace('\n', ". "))
         .and_then(|blk| serve(blk, opts, print_path));
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -73,6 +73,7 @@ pub fn serve(
             sys::UBLK_MAX_QUEUE_DEPTH
         ));
     }
+    geo.check_limits()?;
     check_control()?;
     let features = UblkCtrl::get_features().ok_or_else(|| {
         "the kernel's ublk_drv is too old: it does not report its features (Linux 6.5+ needed)"
@@ -93,7 +94,6 @@ pub fn serve(
         }
         flags |= u64::from(sys::UBLK_F_ZONED);
     }
-    geo.check_limits()?;
 
     // SIGINT and SIGTERM are taken through a signalfd: blocked here, before
     // the queue threads start, so that every thread inherits the mask.
