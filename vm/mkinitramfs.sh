@@ -54,8 +54,9 @@ copy_with_libs() {
 }
 copy_with_libs "$(command -v bash)" /bin/bash
 copy_with_libs "$zio" /opt/zio/zio
-# Reference tools for bench/vm-zone-report.sh, when the host has them.
-for tool in blkzone qemu-io; do
+# Reference tools for bench/vm-zone-report.sh, and fio for the serve tests,
+# when the host has them.
+for tool in blkzone qemu-io fio; do
     p=$(command -v "$tool" 2>/dev/null) && copy_with_libs "$p" "/usr/bin/$tool"
 done
 
