@@ -73,7 +73,10 @@ impl Geometry {
             return Ok(());
         };
         let sectors = z.zone_size >> 9;
-        if !z.zone_size.is_multiple_of(512) || !sectors.is_power_of_two() || sectors > u64::from(u32::MAX) {
+        if !z.zone_size.is_multiple_of(512)
+            || !sectors.is_power_of_two()
+            || sectors > u64::from(u32::MAX)
+        {
             return Err(format!(
                 "zone size {} refused: the kernel needs a power of two number of 512-byte sectors (below 2 TiB)",
                 z.zone_size
