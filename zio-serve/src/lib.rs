@@ -117,7 +117,9 @@ pub fn serve(
         .map_err(|e| format!("cannot add a ublk device: {}", ublk_error(&e)))?;
 
     let blk = Arc::new(blk);
-    let running = Arc::new(AtomicUsize::new(usize::from(opts.queues)));
+    // The kernel may give fewer queues than asked (at most one per CPU).
+    let queues = ctrl.dev_info().nr_hw_queues;
+    let running = Arc::new(AtomicUsize::new(usize::from(queues)));
     let tgt_geo = geo.clone();
     let q_blk = blk.clone();
     let q_geo = geo.clone();
