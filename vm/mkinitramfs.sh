@@ -10,7 +10,8 @@
 # Contents: busybox (ZIO_VM_BUSYBOX, default /bin/busybox, static) with its
 # applet links; bash and zio with their ldd libraries at the same paths;
 # vm/init as /init; the modules configfs, null_blk, nvme and the SCSI
-# stack (sd_mod, sg, scsi_debug) with the modules they depend on (read from
+# stack (sd_mod, sg, scsi_debug) and ublk_drv where the kernel has it,
+# with the modules they depend on (read from
 # each module's .modinfo), uncompressed, under /lib/modules/zio with their
 # load order in /etc/zio-vm/modules.*. A module that is missing but listed
 # in modules.builtin is skipped.
@@ -55,8 +56,9 @@ copy_with_libs "$(command -v bash)" /bin/bash
 copy_with_libs "$zio" /opt/zio/zio
 # `zio` on PATH too, for --vm-shell and --vm-exec (tests use $ZIO).
 ln -s /opt/zio/zio "$root/usr/bin/zio"
-# Reference tools for bench/vm-zone-report.sh, when the host has them.
-for tool in blkzone qemu-io; do
+# Reference tools for bench/vm-zone-report.sh, and fio for the serve tests,
+# when the host has them.
+for tool in blkzone qemu-io fio; do
     p=$(command -v "$tool" 2>/dev/null) && copy_with_libs "$p" "/usr/bin/$tool"
 done
 
@@ -132,6 +134,9 @@ add_modules modules.configfs configfs
 add_modules modules.nullb null_blk
 add_modules modules.nvme "${crc_providers[@]}" nvme
 add_modules modules.scsi "${crc_providers[@]}" sd_mod sg scsi_debug
+# ublk_drv for `zio serve` (zoned from Linux 6.6): loaded at boot where
+# the kernel has it as a module.
+add_modules modules.ublk "?ublk_drv"
 
 (cd "$root" && find . -print | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$out.tmp"
 mv "$out.tmp" "$out"

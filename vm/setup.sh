@@ -7,7 +7,8 @@
 #      bookworm entry already configured) when it is missing;
 #   2. installs qemu-system-x86 and qemu-utils from bookworm-backports
 #      (bookworm's own qemu-system-x86 7.2 would remove qemu-utils 10.0.2),
-#      busybox-static, cpio and xz-utils (6.12's modules are .ko.xz);
+#      busybox-static, cpio, xz-utils (6.12's modules are .ko.xz) and fio
+#      (the serve tests run it in the VM);
 #   3. downloads each kernel package (apt-get download) into the cache and
 #      unpacks it (dpkg -x), then points $CACHE/kernels/<series>/vmlinuz and
 #      .../modules at its vmlinuz and lib/modules/<version> directory
@@ -123,7 +124,7 @@ case $qemu_sys in
     *bpo*) step "qemu-system-x86 $qemu_sys: installed" ;;
     *) missing+=(qemu-system-x86 qemu-utils) ;;
 esac
-for p in busybox-static cpio xz-utils; do
+for p in busybox-static cpio xz-utils fio; do
     v=$(installed_version "$p")
     if [ -n "$v" ]; then step "$p $v: installed"; else missing+=("$p"); fi
 done

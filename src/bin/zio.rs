@@ -167,6 +167,13 @@ enum Action {
         /// The zoned image
         file: String,
     },
+    /// Serve an image as a Linux block device through ublk (docs/serve.md)
+    ///
+    /// Adds /dev/ublkbN (ublk_drv; a zoned image becomes a host-managed
+    /// zoned disk, Linux 6.6+), prints its path once it is live, and serves
+    /// it until SIGINT or SIGTERM; then removes it and flushes the image.
+    /// The image stays locked meanwhile.
+    Serve(zio_serve::ServeArgs),
     /// Print a shell completion script to stdout
     ///
     /// For example: zio completions bash > ~/.local/share/bash-completion/completions/zio
@@ -503,6 +510,9 @@ fn main() -> ExitCode {
     }
     if let Some(Action::Man { page, dir }) = &cli.action {
         return man(page, dir.as_deref());
+    }
+    if let Some(Action::Serve(args)) = &cli.action {
+        return zio_serve::main(args, program_name());
     }
     if let Some(Action::Check { repair, file }) = &cli.action {
         // A reader that goes away (`zio check IMG | head -1`) does not cut
