@@ -173,6 +173,7 @@ enum Action {
     /// zoned disk, Linux 6.6+), prints its path once it is live, and serves
     /// it until SIGINT or SIGTERM; then removes it and flushes the image.
     /// The image stays locked meanwhile.
+    #[cfg(feature = "serve")]
     Serve(zio_serve::ServeArgs),
     /// Print a shell completion script to stdout
     ///
@@ -511,6 +512,7 @@ fn main() -> ExitCode {
     if let Some(Action::Man { page, dir }) = &cli.action {
         return man(page, dir.as_deref());
     }
+    #[cfg(feature = "serve")]
     if let Some(Action::Serve(args)) = &cli.action {
         return zio_serve::main(args, program_name());
     }
