@@ -11,6 +11,7 @@
 use std::io;
 use std::time::Instant;
 
+use super::aio::AioSet;
 use super::args::{GetOpt, Opt, cvtnum, parse_pattern};
 use super::progress::{PIECE, Progress};
 use super::report::{IoReport, cvtstr, dump_buffer};
@@ -87,7 +88,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "asynchronously reads a number of bytes",
         help: Some(AIO_READ_HELP),
         writes: false,
-        body: Body::Io(aio_read_f),
+        body: Body::Aio(aio_read_f),
     },
     Command {
         name: "aio_write",
@@ -98,7 +99,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "asynchronously writes a number of bytes",
         help: Some(AIO_WRITE_HELP),
         writes: true,
-        body: Body::Io(aio_write_f),
+        body: Body::Aio(aio_write_f),
     },
     Command {
         name: "aio_flush",
@@ -109,7 +110,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "completes all outstanding aio requests",
         help: Some(AIO_FLUSH_HELP),
         writes: false,
-        body: Body::Io(aio_flush_f),
+        body: Body::Aio(aio_flush_f),
     },
 ];
 
@@ -378,8 +379,30 @@ fn read_vectored(
     blk: &BlockBackend,
     con: &mut Console,
     argv: &[&str],
-    word: &str,
+    word: &'static str,
 ) -> Result<Status, Status> {
+    let job = parse_read_vectored(con, argv, word)?;
+    Ok(job.run(blk, con))
+}
+
+/// A parsed readv or aio_read.
+struct ReadJob {
+    range: Range<'static>,
+    verify: Option<Verify>,
+    out: Output,
+}
+
+impl ReadJob {
+    fn run(self, blk: &BlockBackend, con: &mut Console) -> Status {
+        do_read(blk, con, self.range, self.verify, &self.out)
+    }
+}
+
+fn parse_read_vectored(
+    con: &mut Console,
+    argv: &[&str],
+    word: &'static str,
+) -> Result<ReadJob, Status> {
     let mut out = Output::default();
     let mut pat = None;
     let aio = word == "aio_read";
@@ -414,7 +437,7 @@ fn read_vectored(
         offset,
         count,
     };
-    Ok(do_read(blk, con, range, verify, &out))
+    Ok(ReadJob { range, verify, out })
 }
 
 /// What a write puts down.
@@ -595,8 +618,31 @@ fn write_vectored(
     blk: &BlockBackend,
     con: &mut Console,
     argv: &[&str],
-    word: &str,
+    word: &'static str,
 ) -> Result<Status, Status> {
+    let job = parse_write_vectored(con, argv, word)?;
+    Ok(job.run(blk, con))
+}
+
+/// A parsed writev or aio_write.
+struct WriteJob {
+    range: Range<'static>,
+    fill: Fill,
+    flags: WriteFlags,
+    out: Output,
+}
+
+impl WriteJob {
+    fn run(self, blk: &BlockBackend, con: &mut Console) -> Status {
+        do_write(blk, con, self.range, self.fill, self.flags, &self.out)
+    }
+}
+
+fn parse_write_vectored(
+    con: &mut Console,
+    argv: &[&str],
+    word: &'static str,
+) -> Result<WriteJob, Status> {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
     let (mut pat, mut zero) = (0xcd, false);
@@ -655,7 +701,12 @@ fn write_vectored(
         offset,
         count,
     };
-    Ok(do_write(blk, con, range, fill, flags, &out))
+    Ok(WriteJob {
+        range,
+        fill,
+        flags,
+        out,
+    })
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -832,22 +883,43 @@ const AIO_FLUSH_HELP: &str = "
  device's cache (that is flush).
 ";
 
-fn aio_read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    match read_vectored(blk, con, argv, "aio_read") {
+fn aio_read_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
+    match parse_read_vectored(con, argv, "aio_read") {
         // Made: the outcome is reported, not returned.
-        Ok(_) => Status::Ok,
+        Ok(job) => {
+            aio.submit(blk, con, move |blk, con| {
+                job.run(blk, con);
+            });
+            Status::Ok
+        }
         Err(ended) => ended,
     }
 }
 
-fn aio_write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    match write_vectored(blk, con, argv, "aio_write") {
+fn aio_write_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
+    match parse_write_vectored(con, argv, "aio_write") {
         // Made: the outcome is reported, not returned.
-        Ok(_) => Status::Ok,
+        Ok(job) => {
+            aio.submit(blk, con, move |blk, con| {
+                job.run(blk, con);
+            });
+            Status::Ok
+        }
         Err(ended) => ended,
     }
 }
 
-fn aio_flush_f(_blk: &BlockBackend, _con: &mut Console, _argv: &[&str]) -> Status {
-    Status::Ok
+/// Waits for every aio request in flight. One stopped at a breakpoint would
+/// keep qemu-io waiting for ever; zio fails instead.
+fn aio_flush_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, _: &[&str]) -> Status {
+    aio.settle(blk, con);
+    match aio.in_flight() {
+        0 => Status::Ok,
+        n => {
+            con.say(&format!(
+                "aio_flush: {n} request(s) still suspended at a breakpoint or behind one; resume them first"
+            ));
+            Status::Failed
+        }
+    }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use super::breakpoints::Breakpoints;
 use super::errno;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::ZoneError;
@@ -171,6 +172,12 @@ pub trait BlockDriver: Send + Sync {
     /// `zone_start`; returns the position it landed at.
     fn zone_append(&self, _zone_start: u64, _data: &[u8]) -> io::Result<u64> {
         Err(errno(Errno::ENOTSUP))
+    }
+
+    /// The node's breakpoints (blkdebug's); `None` for every other
+    /// driver. The backend asks the nodes from the root down.
+    fn breakpoints(&self) -> Option<&Breakpoints> {
+        None
     }
 
     /// Lines for `info`. The default suits formats and filters.

@@ -1,0 +1,167 @@
+//! The aio requests in flight: each aio_read/aio_write runs in a thread of
+//! its own on a clone of the backend, so a request stopped at a blkdebug
+//! breakpoint (or behind an overlapping request) lets later commands and
+//! requests go on, as qemu-io's coroutines do. Output stays in program
+//! order: a request's report is kept and printed by the shell when it
+//! settles (after every command that has requests in flight, and while
+//! `aio_flush` and `wait_break` wait), interleaved in time order with the
+//! `blkdebug: Suspended request` lines of requests stopping. Settling waits
+//! until every request in flight has completed or stopped; a request that
+//! neither stops nor waits completes before its command returns.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::Console;
+use zio_block::BlockBackend;
+
+/// What a request printed, and when it completed.
+struct Done {
+    at: Instant,
+    out: Vec<u8>,
+    err: Vec<u8>,
+}
+
+/// A writer into a buffer the thread hands back.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The session's aio requests in flight.
+pub struct AioSet {
+    in_flight: Arc<AtomicUsize>,
+    tx: Sender<Done>,
+    rx: Receiver<Done>,
+}
+
+impl Default for AioSet {
+    fn default() -> Self {
+        let (tx, rx) = channel();
+        AioSet {
+            in_flight: Arc::default(),
+            tx,
+            rx,
+        }
+    }
+}
+
+/// How often settling looks again.
+const POLL: Duration = Duration::from_micros(200);
+
+impl AioSet {
+    /// Requests made and not completed.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Runs `job` (the I/O and report of one request) in a thread of its
+    /// own on a clone of `blk`, then settles. Where no thread can be made,
+    /// the job runs here.
+    pub fn submit(
+        &mut self,
+        blk: &BlockBackend,
+        con: &mut Console,
+        job: impl FnOnce(&BlockBackend, &mut Console) + Send + 'static,
+    ) {
+        let (tx, count, own) = (self.tx.clone(), self.in_flight.clone(), blk.clone());
+        let prog = con.prog;
+        count.fetch_add(1, Ordering::SeqCst);
+        let job = Arc::new(Mutex::new(Some(job)));
+        let run = {
+            let job = job.clone();
+            move || {
+                let (out, err) = (Captured::default(), Captured::default());
+                let mut c = Console::new(Box::new(out.clone()), Box::new(err.clone()));
+                c.prog = prog;
+                if let Some(job) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    job(&own, &mut c);
+                }
+                c.flush();
+                let _ = tx.send(Done {
+                    at: Instant::now(),
+                    out: out.take(),
+                    err: err.take(),
+                });
+                count.fetch_sub(1, Ordering::SeqCst);
+            }
+        };
+        if std::thread::Builder::new()
+            .name("zio-aio".into())
+            .spawn(run)
+            .is_err()
+        {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if let Some(job) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                job(blk, con);
+            }
+        }
+        self.settle(blk, con);
+    }
+
+    /// Waits until every request in flight has completed or stopped (at a
+    /// breakpoint, or behind another request), then prints what happened
+    /// since the last time, in time order.
+    pub fn settle(&mut self, blk: &BlockBackend, con: &mut Console) {
+        while self.in_flight() > blk.debug_parked() {
+            std::thread::sleep(POLL);
+        }
+        let mut lines: Vec<Done> = blk
+            .debug_take_suspensions()
+            .into_iter()
+            .map(|(at, tag)| Done {
+                at,
+                out: format!("blkdebug: Suspended request '{tag}'\n").into_bytes(),
+                err: Vec::new(),
+            })
+            .chain(self.rx.try_iter())
+            .collect();
+        lines.sort_by_key(|d| d.at);
+        for d in lines {
+            let _ = con.out().write_all(&d.out);
+            if !d.err.is_empty() {
+                let _ = con.err().write_all(&d.err);
+            }
+        }
+    }
+
+    /// Waits for every request in flight, resuming the stopped ones (every
+    /// breakpoint disarmed, each resume said as `resume` says it): what a
+    /// close or the end of the session does, where qemu-io would wait for
+    /// ever.
+    pub fn drain(&mut self, blk: &BlockBackend, con: &mut Console) {
+        self.settle(blk, con);
+        while self.in_flight() > 0 {
+            for tag in blk.debug_resume_all() {
+                con.say(&resuming(&tag));
+            }
+            self.settle(blk, con);
+        }
+    }
+}
+
+/// The line blkdebug prints as it resumes a request.
+pub fn resuming(tag: &str) -> String {
+    format!("blkdebug: Resuming request '{tag}'")
+}
