@@ -99,8 +99,11 @@ impl AioSet {
                     job(&own, &mut c);
                 }
                 c.flush();
+                // Completed when the request left the blkdebug node, before
+                // the requests it held back went on.
+                let at = BlockBackend::debug_take_request_end().unwrap_or_else(Instant::now);
                 let _ = tx.send(Done {
-                    at: Instant::now(),
+                    at,
                     out: out.take(),
                     err: err.take(),
                 });
@@ -146,17 +149,22 @@ impl AioSet {
         }
     }
 
-    /// Waits for every request in flight, resuming the stopped ones (every
-    /// breakpoint disarmed, each resume said as `resume` says it): what a
-    /// close or the end of the session does, where qemu-io would wait for
-    /// ever.
+    /// Waits for every request in flight, resuming the stopped ones, and
+    /// disarms every breakpoint (each resume said as `resume` says it):
+    /// what a close or the end of the session does before the image's
+    /// last flush, where qemu-io would wait for ever.
     pub fn drain(&mut self, blk: &BlockBackend, con: &mut Console) {
-        self.settle(blk, con);
-        while self.in_flight() > 0 {
-            for tag in blk.debug_resume_all() {
+        loop {
+            self.settle(blk, con);
+            let tags = blk.debug_resume_all();
+            if tags.is_empty() {
+                // Nothing stopped at a breakpoint: after settling, nothing
+                // is in flight either (a waiting request waits for one).
+                break;
+            }
+            for tag in tags {
                 con.say(&resuming(&tag));
             }
-            self.settle(blk, con);
         }
     }
 }

@@ -417,7 +417,9 @@ impl Shell {
         let blk = match (cmd.body, self.blk.as_ref()) {
             (Body::Shell(f), _) => {
                 // What replaces or closes the image waits for its requests.
-                if matches!(cmd.name, "open" | "close" | "reopen") {
+                if matches!(cmd.name, "close" | "reopen")
+                    || (cmd.name == "open" && self.default_device)
+                {
                     self.drain_aio();
                 }
                 return f(self, &argv);

@@ -1,8 +1,8 @@
 //! The I/O family: read, readv, write, writev, discard, and the aio_read,
 //! aio_write and aio_flush forms. Options, checks, messages and reports
-//! follow qemu-io 10.0.2 line for line. An aio_ request completes before
-//! the command returns (qemu-io may complete it later, in any order; see
-//! AIO_HELP). A write or
+//! follow qemu-io 10.0.2 line for line. An aio_ request runs in a thread
+//! of its own ([`super::aio`]); one that no blkdebug breakpoint or
+//! overlapping request stops completes before its command returns. A write or
 //! writev is one request to the backend, as qemu-io sends it (the backend
 //! builds it from one bounded pattern buffer); its progress bar follows
 //! what the block layer reports done. Reads above 16 MiB stream through
@@ -831,12 +831,15 @@ macro_rules! aio_help {
         concat!(
             $body,
             "
- zio completes each aio request before the command returns, in the order
- they were given, and prints its report then; qemu-io may complete them
- later and in any order (the report comes at aio_flush, at the next
- request that waits, or at exit). As in qemu-io, the command succeeds once
- the request is made: a failed request or a pattern mismatch is reported
- but does not change the exit status.
+ zio runs each aio request until it completes or stops (at a blkdebug
+ breakpoint, see 'help break', or behind an overlapping request being
+ read-modify-written) before the command returns; a stopped request goes
+ on when resumed, and its report is printed by the command that let it
+ complete (resume, remove_break, aio_flush, wait_break). qemu-io may complete requests later and in any order
+ (the report comes at aio_flush, at the next request that waits, or at
+ exit). As in qemu-io, the command succeeds once the request is made: a
+ failed request or a pattern mismatch is reported but does not change
+ the exit status.
 "
         )
     };
@@ -878,9 +881,9 @@ const AIO_WRITE_HELP: &str = aio_help!(
 );
 
 const AIO_FLUSH_HELP: &str = "
- waits for every outstanding aio request; in zio there are none left, as
- each completes before its command returns. It does not flush the
- device's cache (that is flush).
+ waits for every outstanding aio request. It does not flush the device's
+ cache (that is flush). Fails when a request is suspended at a blkdebug
+ breakpoint or waits behind one (qemu-io would wait for ever).
 ";
 
 fn aio_read_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {

@@ -305,6 +305,13 @@ impl BlockBackend {
         self.breakpoints().map_or(0, |bp| bp.parked())
     }
 
+    /// When the last request this thread made ended at a blkdebug node,
+    /// before the requests waiting for it went on (so a report can be
+    /// ordered before theirs); cleared.
+    pub fn debug_take_request_end() -> Option<Instant> {
+        super::breakpoints::take_request_end()
+    }
+
     /// The tags requests were suspended as since the last call, with when.
     pub fn debug_take_suspensions(&self) -> Vec<(Instant, String)> {
         self.breakpoints()

@@ -13,6 +13,7 @@
 //! is "parked"; whoever runs requests in other threads counts them to know
 //! when nothing can move any more.
 
+use std::cell::Cell;
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -317,9 +318,23 @@ impl ReqGuard<'_> {
     }
 }
 
+thread_local! {
+    /// When the last tracked request of this thread ended.
+    static LAST_END: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// When the last request this thread made through a blkdebug node ended
+/// there (before any request waiting for it was woken); cleared.
+pub fn take_request_end() -> Option<Instant> {
+    LAST_END.with(|c| c.take())
+}
+
 impl Drop for ReqGuard<'_> {
     fn drop(&mut self) {
-        self.bp.lock().tracked.retain(|t| t.id != self.id);
+        let mut s = self.bp.lock();
+        s.tracked.retain(|t| t.id != self.id);
+        LAST_END.with(|c| c.set(Some(Instant::now())));
+        drop(s);
         self.bp.changed.notify_all();
     }
 }
