@@ -15,32 +15,36 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::Console;
+use super::{Console, Status};
 use zio_block::BlockBackend;
 
-/// What a request printed, and when it completed.
+/// What a request printed (stdout and stderr pieces, in order), and when
+/// it completed.
 struct Done {
     at: Instant,
-    out: Vec<u8>,
-    err: Vec<u8>,
+    pieces: Vec<(Stream, Vec<u8>)>,
 }
 
-/// A writer into a buffer the thread hands back.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Out,
+    Err,
+}
 
-impl Captured {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
-    }
+/// One stream of a request's output, kept in order with the other.
+#[derive(Clone)]
+struct Captured {
+    stream: Stream,
+    pieces: Arc<Mutex<Vec<(Stream, Vec<u8>)>>>,
 }
 
 impl Write for Captured {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(buf);
+        let mut p = self.pieces.lock().unwrap_or_else(|e| e.into_inner());
+        match p.last_mut() {
+            Some((s, bytes)) if *s == self.stream => bytes.extend_from_slice(buf),
+            _ => p.push((self.stream, buf.to_vec())),
+        }
         Ok(buf.len())
     }
 
@@ -77,9 +81,51 @@ impl AioSet {
     }
 
     /// Runs `job` (the I/O and report of one request) in a thread of its
-    /// own on a clone of `blk`, then settles. Where no thread can be made,
-    /// the job runs here.
+    /// own on a clone of `blk`, then settles.
     pub fn submit(
+        &mut self,
+        blk: &BlockBackend,
+        con: &mut Console,
+        job: impl FnOnce(&BlockBackend, &mut Console) + Send + 'static,
+    ) {
+        self.spawn(blk, con, job);
+        self.settle(blk, con);
+    }
+
+    /// Runs a synchronous command on an image with a blkdebug node, in a
+    /// thread as an aio request, and waits for it. Where it stops (at a
+    /// breakpoint, or behind a suspended request), no later command could
+    /// resume it and qemu-io would wait for ever: zio resumes every
+    /// suspended request, saying so, until the command completes.
+    pub fn run_sync(
+        &mut self,
+        blk: &BlockBackend,
+        con: &mut Console,
+        job: impl FnOnce(&BlockBackend, &mut Console) -> Status + Send + 'static,
+    ) -> Status {
+        let (tx, rx) = channel();
+        self.spawn(blk, con, move |b, c| {
+            let _ = tx.send(job(b, c));
+        });
+        loop {
+            self.settle(blk, con);
+            if let Ok(status) = rx.try_recv() {
+                return status;
+            }
+            let tags = blk.debug_resume_all();
+            if tags.is_empty() {
+                // Not reached: a stopped request waits for a suspended one.
+                return Status::Failed;
+            }
+            for tag in tags {
+                con.say(&resuming(&tag));
+            }
+        }
+    }
+
+    /// Starts `job` in a thread of its own on a clone of `blk`; where no
+    /// thread can be made, runs it here.
+    fn spawn(
         &mut self,
         blk: &BlockBackend,
         con: &mut Console,
@@ -92,8 +138,12 @@ impl AioSet {
         let run = {
             let job = job.clone();
             move || {
-                let (out, err) = (Captured::default(), Captured::default());
-                let mut c = Console::new(Box::new(out.clone()), Box::new(err.clone()));
+                let pieces = Arc::new(Mutex::new(Vec::new()));
+                let [out, err] = [Stream::Out, Stream::Err].map(|stream| Captured {
+                    stream,
+                    pieces: pieces.clone(),
+                });
+                let mut c = Console::new(Box::new(out), Box::new(err));
                 c.prog = prog;
                 if let Some(job) = job.lock().unwrap_or_else(|e| e.into_inner()).take() {
                     job(&own, &mut c);
@@ -102,11 +152,9 @@ impl AioSet {
                 // Completed when the request left the blkdebug node, before
                 // the requests it held back went on.
                 let at = BlockBackend::debug_take_request_end().unwrap_or_else(Instant::now);
-                let _ = tx.send(Done {
-                    at,
-                    out: out.take(),
-                    err: err.take(),
-                });
+                drop(c);
+                let pieces = std::mem::take(&mut *pieces.lock().unwrap_or_else(|e| e.into_inner()));
+                let _ = tx.send(Done { at, pieces });
                 count.fetch_sub(1, Ordering::SeqCst);
             }
         };
@@ -120,7 +168,6 @@ impl AioSet {
                 job(blk, con);
             }
         }
-        self.settle(blk, con);
     }
 
     /// Waits until every request in flight has completed or stopped (at a
@@ -135,17 +182,19 @@ impl AioSet {
             .into_iter()
             .map(|(at, tag)| Done {
                 at,
-                out: format!("blkdebug: Suspended request '{tag}'\n").into_bytes(),
-                err: Vec::new(),
+                pieces: vec![(
+                    Stream::Out,
+                    format!("blkdebug: Suspended request '{tag}'\n").into_bytes(),
+                )],
             })
             .chain(self.rx.try_iter())
             .collect();
         lines.sort_by_key(|d| d.at);
-        for d in lines {
-            let _ = con.out().write_all(&d.out);
-            if !d.err.is_empty() {
-                let _ = con.err().write_all(&d.err);
-            }
+        for (stream, bytes) in lines.into_iter().flat_map(|d| d.pieces) {
+            let _ = match stream {
+                Stream::Out => con.out().write_all(&bytes),
+                Stream::Err => con.err().write_all(&bytes),
+            };
         }
     }
 
@@ -154,6 +203,7 @@ impl AioSet {
     /// what a close or the end of the session does before the image's
     /// last flush, where qemu-io would wait for ever.
     pub fn drain(&mut self, blk: &BlockBackend, con: &mut Console) {
+        blk.debug_disarm_all();
         loop {
             self.settle(blk, con);
             let tags = blk.debug_resume_all();

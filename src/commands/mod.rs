@@ -433,6 +433,14 @@ impl Shell {
             return Status::Failed;
         }
         let status = match cmd.body {
+            // A breakpoint could stop it: run as an aio request is.
+            Body::Io(f) if blk.has_debug_node() => {
+                let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+                self.aio.run_sync(blk, &mut self.console, move |b, c| {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    f(b, c, &argv)
+                })
+            }
             Body::Io(f) => f(blk, &mut self.console, &argv),
             Body::Aio(f) => f(blk, &mut self.console, &mut self.aio, &argv),
             Body::Shell(_) => Status::Failed,

@@ -286,12 +286,23 @@ impl BlockBackend {
             .resume(tag)
     }
 
-    /// Disarms every breakpoint and resumes every suspended request; the
-    /// tags resumed.
+    /// Resumes every suspended request; the tags resumed.
     pub fn debug_resume_all(&self) -> Vec<String> {
         self.breakpoints()
             .map(|bp| bp.resume_all())
             .unwrap_or_default()
+    }
+
+    /// Disarms every breakpoint.
+    pub fn debug_disarm_all(&self) {
+        if let Some(bp) = self.breakpoints() {
+            bp.disarm_all();
+        }
+    }
+
+    /// The image has a blkdebug node (breakpoints may stop its requests).
+    pub fn has_debug_node(&self) -> bool {
+        self.breakpoints().is_some()
     }
 
     /// A request is suspended as `tag`.

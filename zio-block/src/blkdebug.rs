@@ -32,6 +32,14 @@
 //! rules fail an event, the lowest-numbered gives the error. A rule after a
 //! gap in the numbering, or an unknown key, is refused as an unknown
 //! option.
+//!
+//! `align=N` is QEMU's request alignment of the node: a write not aligned
+//! to it is read-modify-written as QEMU's block layer pads it (the padding
+//! read is a `read` event for the rules), serialised against the
+//! overlapping requests. The node also has QEMU's breakpoints and request
+//! tracking ([`Breakpoints`]): the `pwritev*` and `flush_to_*` events of
+//! QEMU's block layer are reached here, where a breakpoint may suspend the
+//! request.
 
 use std::io;
 use std::sync::Arc;

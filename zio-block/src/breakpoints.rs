@@ -191,11 +191,14 @@ impl Breakpoints {
         Ok(())
     }
 
-    /// Disarms every breakpoint and resumes every suspended request; the
-    /// tags resumed, newest first.
+    /// Disarms every breakpoint.
+    pub fn disarm_all(&self) {
+        self.lock().rules.clear();
+    }
+
+    /// Resumes every suspended request; the tags resumed, newest first.
     pub fn resume_all(&self) -> Vec<String> {
         let mut s = self.lock();
-        s.rules.clear();
         let tags = s.suspended.drain(..).map(|r| r.tag).collect();
         drop(s);
         self.changed.notify_all();
