@@ -22,8 +22,11 @@ use zio_block::BlockBackend;
 /// it completed.
 struct Done {
     at: Instant,
-    pieces: Vec<(Stream, Vec<u8>)>,
+    pieces: Pieces,
 }
+
+/// Output pieces, each from one stream.
+type Pieces = Vec<(Stream, Vec<u8>)>;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Stream {
@@ -35,7 +38,7 @@ enum Stream {
 #[derive(Clone)]
 struct Captured {
     stream: Stream,
-    pieces: Arc<Mutex<Vec<(Stream, Vec<u8>)>>>,
+    pieces: Arc<Mutex<Pieces>>,
 }
 
 impl Write for Captured {
