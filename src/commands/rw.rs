@@ -887,24 +887,38 @@ const AIO_FLUSH_HELP: &str = "
 ";
 
 fn aio_read_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
-    match parse_read_vectored(con, argv, "aio_read") {
-        // Made: the outcome is reported, not returned.
-        Ok(job) => {
-            aio.submit(blk, con, move |blk, con| {
-                job.run(blk, con);
-            });
-            Status::Ok
-        }
-        Err(ended) => ended,
-    }
+    let job = parse_read_vectored(con, argv, "aio_read");
+    submit(
+        blk,
+        con,
+        aio,
+        job.map(|j| move |b: &BlockBackend, c: &mut Console| j.run(b, c)),
+    )
 }
 
 fn aio_write_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
-    match parse_write_vectored(con, argv, "aio_write") {
-        // Made: the outcome is reported, not returned.
-        Ok(job) => {
-            aio.submit(blk, con, move |blk, con| {
-                job.run(blk, con);
+    let job = parse_write_vectored(con, argv, "aio_write");
+    submit(
+        blk,
+        con,
+        aio,
+        job.map(|j| move |b: &BlockBackend, c: &mut Console| j.run(b, c)),
+    )
+}
+
+/// Makes a parsed aio request; the command succeeds once it is made (the
+/// outcome is reported, not returned). `Err` is the status of a command
+/// that ended before making it.
+fn submit(
+    blk: &BlockBackend,
+    con: &mut Console,
+    aio: &mut AioSet,
+    job: Result<impl FnOnce(&BlockBackend, &mut Console) -> Status + Send + 'static, Status>,
+) -> Status {
+    match job {
+        Ok(run) => {
+            aio.submit(blk, con, move |b, c| {
+                run(b, c);
             });
             Status::Ok
         }
