@@ -156,6 +156,9 @@ impl AioSet {
                 // the requests it held back went on.
                 let at = BlockBackend::debug_take_request_end().unwrap_or_else(Instant::now);
                 drop(c);
+                // The graph is let go before the request counts as done, so
+                // a close after it really closes (and unlocks) the image.
+                drop(own);
                 let pieces = std::mem::take(&mut *pieces.lock().unwrap_or_else(|e| e.into_inner()));
                 let _ = tx.send(Done { at, pieces });
                 count.fetch_sub(1, Ordering::SeqCst);
