@@ -1,15 +1,18 @@
 //! The shell's commands and their dispatch, with qemu-io's names, aliases,
 //! argument rules and messages.
 //!
-//! One file per command family (`rw`: read/write/readv/writev/discard,
-//! `query`: flush/length/info/map, `session`: open/close/help/quit/sleep,
-//! `zone`: the zone_* commands).
+//! One file per command family (`rw`: read/write/readv/writev/discard and
+//! the aio_ forms, `query`: flush/length/info/map, `session`:
+//! open/close/help/quit/sleep, `zone`: the zone_* commands, `debug`: the
+//! blkdebug breakpoints). `aio` keeps the aio requests in flight.
 //! `progress` is the progress bar any long command may draw at a terminal.
 //! I/O commands receive the open `BlockBackend` and nothing else of the
 //! block layer. Output goes through a [`Console`], so the same bytes reach a
 //! terminal, a `-c` run and a test.
 
+mod aio;
 pub mod args;
+mod debug;
 mod format;
 pub mod progress;
 mod query;
@@ -22,6 +25,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use aio::AioSet;
 use zio_block::{BlockBackend, OpenRequest, open_image};
 
 /// Where commands write: stdout for results, stderr for diagnostics.
@@ -176,10 +180,12 @@ pub enum Status {
 }
 
 /// A command's body. `Io` commands need an open image and get only its
-/// backend; `Shell` commands manage the session itself.
+/// backend; `Aio` ones the aio requests in flight too; `Shell` commands
+/// manage the session itself.
 #[derive(Clone, Copy)]
 pub enum Body {
     Io(fn(&BlockBackend, &mut Console, &[&str]) -> Status),
+    Aio(fn(&BlockBackend, &mut Console, &mut AioSet, &[&str]) -> Status),
     Shell(fn(&mut Shell, &[&str]) -> Status),
 }
 
@@ -211,6 +217,7 @@ pub fn table() -> &'static [Command] {
             query::COMMANDS,
             session::COMMANDS,
             zone::COMMANDS,
+            debug::COMMANDS,
         ]
         .into_iter()
         .flat_map(|family| family.iter().copied())
@@ -369,6 +376,16 @@ pub struct Shell {
     pub pending_default: Option<OpenRequest>,
     /// How the open image was opened, for `reopen`.
     pub open_req: Option<OpenRequest>,
+    /// The aio requests in flight on the open image.
+    aio: AioSet,
+}
+
+impl Drop for Shell {
+    /// The end of the session waits for the aio requests in flight.
+    fn drop(&mut self) {
+        self.drain_aio();
+        self.console.flush();
+    }
 }
 
 impl Shell {
@@ -379,6 +396,15 @@ impl Shell {
             default_device: false,
             pending_default: None,
             open_req: None,
+            aio: AioSet::default(),
+        }
+    }
+
+    /// Completes every aio request in flight, resuming the suspended ones
+    /// (see [`AioSet::drain`]).
+    fn drain_aio(&mut self) {
+        if let Some(blk) = &self.blk {
+            self.aio.drain(blk, &mut self.console);
         }
     }
 
@@ -419,7 +445,8 @@ impl Shell {
         };
         // qemu-io's order: an open image first, then the operand count,
         // then permissions.
-        if matches!(cmd.body, Body::Io(_)) && self.blk.is_none() {
+        let needs_image = matches!(cmd.body, Body::Io(_) | Body::Aio(_));
+        if needs_image && self.blk.is_none() {
             if self.pending_default.is_none() {
                 self.console.warn("no file open, try 'help open'");
                 return Status::Failed;
@@ -440,18 +467,41 @@ impl Shell {
             ));
             return Status::Failed;
         }
-        match (cmd.body, self.blk.as_ref()) {
-            (Body::Shell(f), _) => f(self, &argv),
-            (Body::Io(f), Some(blk)) => {
-                if cmd.writes && blk.is_read_only() {
-                    self.console
-                        .warn(&format!("{}: Block node is read-only", self.console.prog));
-                    return Status::Failed;
+        let blk = match (cmd.body, self.blk.as_ref()) {
+            (Body::Shell(f), _) => {
+                // What replaces or closes the image waits for its requests.
+                if matches!(cmd.name, "close" | "reopen")
+                    || (cmd.name == "open" && self.default_device)
+                {
+                    self.drain_aio();
                 }
-                f(blk, &mut self.console, &argv)
+                return f(self, &argv);
             }
-            (Body::Io(_), None) => Status::Failed,
+            (_, None) => return Status::Failed,
+            (_, Some(blk)) => blk,
+        };
+        if cmd.writes && blk.is_read_only() {
+            self.console
+                .warn(&format!("{}: Block node is read-only", self.console.prog));
+            return Status::Failed;
         }
+        let status = match cmd.body {
+            // A breakpoint could stop it: run as an aio request is.
+            Body::Io(f) if blk.has_debug_node() => {
+                let argv: Vec<String> = argv.iter().map(|a| a.to_string()).collect();
+                self.aio.run_sync(blk, &mut self.console, move |b, c| {
+                    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+                    f(b, c, &argv)
+                })
+            }
+            Body::Io(f) => f(blk, &mut self.console, &argv),
+            Body::Aio(f) => f(blk, &mut self.console, &mut self.aio, &argv),
+            Body::Shell(_) => Status::Failed,
+        };
+        if self.aio.in_flight() > 0 {
+            self.aio.settle(blk, &mut self.console);
+        }
+        status
     }
 }
 

@@ -1,8 +1,8 @@
 //! The I/O family: read, readv, write, writev, discard, and the aio_read,
 //! aio_write and aio_flush forms. Options, checks, messages and reports
-//! follow qemu-io 10.0.2 line for line. An aio_ request completes before
-//! the command returns (qemu-io may complete it later, in any order; see
-//! AIO_HELP). A write or
+//! follow qemu-io 10.0.2 line for line. An aio_ request runs in a thread
+//! of its own ([`super::aio`]); one that no blkdebug breakpoint or
+//! overlapping request stops completes before its command returns. A write or
 //! writev is one request to the backend, as qemu-io sends it (the backend
 //! builds it from one bounded pattern buffer); its progress bar follows
 //! what the block layer reports done. Reads above 16 MiB stream through
@@ -13,6 +13,7 @@
 use std::io;
 use std::time::Instant;
 
+use super::aio::AioSet;
 use super::args::{Opt, cvtnum, parse_pattern};
 use super::progress::{PIECE, Progress};
 use super::report::{IoReport, cvtstr, dump_buffer};
@@ -89,7 +90,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "asynchronously reads a number of bytes",
         help: Some(AIO_READ_HELP),
         writes: false,
-        body: Body::Io(aio_read_f),
+        body: Body::Aio(aio_read_f),
     },
     Command {
         name: "aio_write",
@@ -100,7 +101,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "asynchronously writes a number of bytes",
         help: Some(AIO_WRITE_HELP),
         writes: true,
-        body: Body::Io(aio_write_f),
+        body: Body::Aio(aio_write_f),
     },
     Command {
         name: "aio_flush",
@@ -111,7 +112,7 @@ pub const COMMANDS: &[Command] = &[
         oneline: "completes all outstanding aio requests",
         help: Some(AIO_FLUSH_HELP),
         writes: false,
-        body: Body::Io(aio_flush_f),
+        body: Body::Aio(aio_flush_f),
     },
 ];
 
@@ -411,8 +412,30 @@ fn read_vectored(
     blk: &BlockBackend,
     con: &mut Console,
     argv: &[&str],
-    word: &str,
+    word: &'static str,
 ) -> Result<Status, Status> {
+    let job = parse_read_vectored(con, argv, word)?;
+    Ok(job.run(blk, con))
+}
+
+/// A parsed readv or aio_read.
+struct ReadJob {
+    range: Range<'static>,
+    verify: Option<Verify>,
+    out: Output,
+}
+
+impl ReadJob {
+    fn run(self, blk: &BlockBackend, con: &mut Console) -> Status {
+        do_read(blk, con, self.range, self.verify, &self.out)
+    }
+}
+
+fn parse_read_vectored(
+    con: &mut Console,
+    argv: &[&str],
+    word: &'static str,
+) -> Result<ReadJob, Status> {
     let mut out = Output::default();
     let mut pat = None;
     let mut g = getopt(argv);
@@ -446,7 +469,7 @@ fn read_vectored(
         offset,
         count,
     };
-    Ok(do_read(blk, con, range, verify, &out))
+    Ok(ReadJob { range, verify, out })
 }
 
 /// What a write puts down.
@@ -631,8 +654,31 @@ fn write_vectored(
     blk: &BlockBackend,
     con: &mut Console,
     argv: &[&str],
-    word: &str,
+    word: &'static str,
 ) -> Result<Status, Status> {
+    let job = parse_write_vectored(con, argv, word)?;
+    Ok(job.run(blk, con))
+}
+
+/// A parsed writev or aio_write.
+struct WriteJob {
+    range: Range<'static>,
+    fill: Fill,
+    flags: WriteFlags,
+    out: Output,
+}
+
+impl WriteJob {
+    fn run(self, blk: &BlockBackend, con: &mut Console) -> Status {
+        do_write(blk, con, self.range, self.fill, self.flags, &self.out)
+    }
+}
+
+fn parse_write_vectored(
+    con: &mut Console,
+    argv: &[&str],
+    word: &'static str,
+) -> Result<WriteJob, Status> {
     let mut out = Output::default();
     let mut flags = WriteFlags::default();
     let (mut pat, mut zero) = (0xcd, false);
@@ -690,7 +736,12 @@ fn write_vectored(
         offset,
         count,
     };
-    Ok(do_write(blk, con, range, fill, flags, &out))
+    Ok(WriteJob {
+        range,
+        fill,
+        flags,
+        out,
+    })
 }
 
 fn discard_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
@@ -819,12 +870,15 @@ macro_rules! aio_help {
         concat!(
             $body,
             "
- zio completes each aio request before the command returns, in the order
- they were given, and prints its report then; qemu-io may complete them
- later and in any order (the report comes at aio_flush, at the next
- request that waits, or at exit). As in qemu-io, the command succeeds once
- the request is made: a failed request or a pattern mismatch is reported
- but does not change the exit status.
+ zio runs each aio request until it completes or stops (at a blkdebug
+ breakpoint, see 'help break', or behind an overlapping request being
+ read-modify-written) before the command returns; a stopped request goes
+ on when resumed, and its report is printed by the command that let it
+ complete (resume, remove_break, aio_flush, wait_break). qemu-io may complete requests later and in any order
+ (the report comes at aio_flush, at the next request that waits, or at
+ exit). As in qemu-io, the command succeeds once the request is made: a
+ failed request or a pattern mismatch is reported but does not change
+ the exit status.
 "
         )
     };
@@ -866,27 +920,62 @@ const AIO_WRITE_HELP: &str = aio_help!(
 );
 
 const AIO_FLUSH_HELP: &str = "
- waits for every outstanding aio request; in zio there are none left, as
- each completes before its command returns. It does not flush the
- device's cache (that is flush).
+ waits for every outstanding aio request. It does not flush the device's
+ cache (that is flush). Fails when a request is suspended at a blkdebug
+ breakpoint or waits behind one (qemu-io would wait for ever).
 ";
 
-fn aio_read_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    match read_vectored(blk, con, argv, "aio_read") {
-        // Made: the outcome is reported, not returned.
-        Ok(_) => Status::Ok,
+fn aio_read_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
+    let job = parse_read_vectored(con, argv, "aio_read");
+    submit(
+        blk,
+        con,
+        aio,
+        job.map(|j| move |b: &BlockBackend, c: &mut Console| j.run(b, c)),
+    )
+}
+
+fn aio_write_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, argv: &[&str]) -> Status {
+    let job = parse_write_vectored(con, argv, "aio_write");
+    submit(
+        blk,
+        con,
+        aio,
+        job.map(|j| move |b: &BlockBackend, c: &mut Console| j.run(b, c)),
+    )
+}
+
+/// Makes a parsed aio request; the command succeeds once it is made (the
+/// outcome is reported, not returned). `Err` is the status of a command
+/// that ended before making it.
+fn submit(
+    blk: &BlockBackend,
+    con: &mut Console,
+    aio: &mut AioSet,
+    job: Result<impl FnOnce(&BlockBackend, &mut Console) -> Status + Send + 'static, Status>,
+) -> Status {
+    match job {
+        Ok(run) => {
+            aio.submit(blk, con, move |b, c| {
+                run(b, c);
+            });
+            Status::Ok
+        }
         Err(ended) => ended,
     }
 }
 
-fn aio_write_f(blk: &BlockBackend, con: &mut Console, argv: &[&str]) -> Status {
-    match write_vectored(blk, con, argv, "aio_write") {
-        // Made: the outcome is reported, not returned.
-        Ok(_) => Status::Ok,
-        Err(ended) => ended,
+/// Waits for every aio request in flight. One stopped at a breakpoint would
+/// keep qemu-io waiting for ever; zio fails instead.
+fn aio_flush_f(blk: &BlockBackend, con: &mut Console, aio: &mut AioSet, _: &[&str]) -> Status {
+    aio.settle(blk, con);
+    match aio.in_flight() {
+        0 => Status::Ok,
+        n => {
+            con.say(&format!(
+                "aio_flush: {n} request(s) still suspended at a breakpoint or behind one; resume them first"
+            ));
+            Status::Failed
+        }
     }
-}
-
-fn aio_flush_f(_blk: &BlockBackend, _con: &mut Console, _argv: &[&str]) -> Status {
-    Status::Ok
 }

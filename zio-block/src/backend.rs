@@ -11,10 +11,12 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Instant;
 
 use nix::errno::Errno;
 
 use super::aligned::AlignedBuf;
+use super::breakpoints::Breakpoints;
 use super::driver::OnProgress;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::ZoneError;
@@ -33,14 +35,24 @@ const CHUNK: usize = 1 << 20;
 pub const PATTERN_BUF: usize = 2 << 20;
 
 /// What commands talk to: a root node plus the checks QEMU's BlockBackend
-/// does before a request reaches any driver.
+/// does before a request reaches any driver. Clones share the graph (an
+/// aio request runs on its own clone, in its own thread); the graph is
+/// flushed and closed when the last clone goes.
+#[derive(Clone)]
 pub struct BlockBackend {
     root: Arc<dyn BlockDriver>,
     read_only: bool,
-    name: String,
+    name: Arc<str>,
+    _closer: Arc<Closer>,
 }
 
-impl Drop for BlockBackend {
+/// Flushes a writable graph when the last backend sharing it goes.
+struct Closer {
+    root: Arc<dyn BlockDriver>,
+    read_only: bool,
+}
+
+impl Drop for Closer {
     /// Closing a writable backend flushes it, as QEMU's bdrv_close does
     /// (qemu-io's exit ends in an fdatasync of a written raw image).
     fn drop(&mut self) {
@@ -52,7 +64,12 @@ impl Drop for BlockBackend {
 
 impl BlockBackend {
     pub fn new(root: Arc<dyn BlockDriver>, read_only: bool, name: impl Into<String>) -> Self {
+        let name: String = name.into();
         BlockBackend {
+            _closer: Arc::new(Closer {
+                root: root.clone(),
+                read_only,
+            }),
             root,
             read_only,
             name: name.into(),
@@ -232,6 +249,93 @@ impl BlockBackend {
     pub fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
         self.check_write(offset, len)?;
         self.root.zone_mgmt(op, offset, len)
+    }
+
+    /// The first node from the root down with breakpoints (a blkdebug
+    /// node), as QEMU's `bdrv_find_debug_node`.
+    fn breakpoints(&self) -> Option<&Breakpoints> {
+        let mut node = &self.root;
+        loop {
+            if let Some(bp) = node.breakpoints() {
+                return Some(bp);
+            }
+            node = node.child()?;
+        }
+    }
+
+    fn no_breakpoints() -> io::Error {
+        errno(Errno::ENOTSUP)
+    }
+
+    /// Arms a one-shot breakpoint at blkdebug event `event` (QEMU's names)
+    /// that suspends the next request reaching it as `tag`. ENOENT for an
+    /// unknown event, ENOTSUP without a blkdebug node.
+    pub fn debug_breakpoint(&self, event: &str, tag: &str) -> io::Result<()> {
+        self.breakpoints()
+            .ok_or_else(Self::no_breakpoints)?
+            .set(event, tag)
+    }
+
+    /// Disarms the breakpoints of `tag` and resumes every request suspended
+    /// as `tag`: how many were resumed, and ENOENT unless a breakpoint was
+    /// disarmed (QEMU's answer); ENOTSUP without a blkdebug node.
+    pub fn debug_remove_breakpoint(&self, tag: &str) -> (usize, io::Result<()>) {
+        match self.breakpoints() {
+            Some(bp) => bp.remove(tag),
+            None => (0, Err(Self::no_breakpoints())),
+        }
+    }
+
+    /// Resumes the request most recently suspended as `tag`; ENOENT if none,
+    /// ENOTSUP without a blkdebug node.
+    pub fn debug_resume(&self, tag: &str) -> io::Result<()> {
+        self.breakpoints()
+            .ok_or_else(Self::no_breakpoints)?
+            .resume(tag)
+    }
+
+    /// Resumes every suspended request; the tags resumed.
+    pub fn debug_resume_all(&self) -> Vec<String> {
+        self.breakpoints()
+            .map(|bp| bp.resume_all())
+            .unwrap_or_default()
+    }
+
+    /// Disarms every breakpoint.
+    pub fn debug_disarm_all(&self) {
+        if let Some(bp) = self.breakpoints() {
+            bp.disarm_all();
+        }
+    }
+
+    /// The image has a blkdebug node (breakpoints may stop its requests).
+    pub fn has_debug_node(&self) -> bool {
+        self.breakpoints().is_some()
+    }
+
+    /// A request is suspended as `tag`.
+    pub fn debug_is_suspended(&self, tag: &str) -> bool {
+        self.breakpoints().is_some_and(|bp| bp.is_suspended(tag))
+    }
+
+    /// Requests stopped in the graph: suspended at a breakpoint, or waiting
+    /// for an overlapping request.
+    pub fn debug_parked(&self) -> usize {
+        self.breakpoints().map_or(0, |bp| bp.parked())
+    }
+
+    /// When the last request this thread made ended at a blkdebug node,
+    /// before the requests waiting for it went on (so a report can be
+    /// ordered before theirs); cleared.
+    pub fn debug_take_request_end() -> Option<Instant> {
+        super::breakpoints::take_request_end()
+    }
+
+    /// The tags requests were suspended as since the last call, with when.
+    pub fn debug_take_suspensions(&self) -> Vec<(Instant, String)> {
+        self.breakpoints()
+            .map(|bp| bp.take_suspensions())
+            .unwrap_or_default()
     }
 
     /// Appends `data` at the write pointer of the zone starting at

@@ -32,6 +32,14 @@
 //! rules fail an event, the lowest-numbered gives the error. A rule after a
 //! gap in the numbering, or an unknown key, is refused as an unknown
 //! option.
+//!
+//! `align=N` is QEMU's request alignment of the node: a write not aligned
+//! to it is read-modify-written as QEMU's block layer pads it (the padding
+//! read is a `read` event for the rules), serialised against the
+//! overlapping requests. The node also has QEMU's breakpoints and request
+//! tracking ([`Breakpoints`]): the `pwritev*` and `flush_to_*` events of
+//! QEMU's block layer are reached here, where a breakpoint may suspend the
+//! request.
 
 use std::io;
 use std::sync::Arc;
@@ -39,9 +47,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 
+use super::breakpoints::{Breakpoints, ReqGuard};
+use super::driver::{OnProgress, Prealloc};
 use super::filter::{FilterNode, FilterPolicy, Request};
 use super::open::open_child;
-use super::{BlockDriver, OpenFlags, OptionMap};
+use super::zone::{Zone, ZoneInfo, ZoneOp};
+use super::zone_rules::ZoneError;
+use super::{BlockDriver, NodeInfo, OpenFlags, OptionMap, Role, WriteFlags};
 
 /// What a rule matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -164,13 +176,11 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
     while let Some(r) = take_rule(opts, rules.len())? {
         rules.push(r);
     }
-    // QEMU's request alignment: checked as QEMU checks it, otherwise of no
-    // effect (zio's block layer does not pad requests; the data is the same).
-    if let Some(a) = opts.take_size("align")?
-        && a != 0
-        && (a >= i32::MAX as u64 || !a.is_power_of_two())
-    {
-        return Err(format!("Cannot meet constraints with align {a}"));
+    // QEMU's request alignment: an unaligned write is read-modify-written
+    // (`BlkdebugNode::writev`).
+    let align = opts.take_size("align")?.unwrap_or(0);
+    if align != 0 && (align >= i32::MAX as u64 || !align.is_power_of_two()) {
+        return Err(format!("Cannot meet constraints with align {align}"));
     }
     // QEMU names the child `image` (and a `blkdebug::FILE` name gives it as
     // `x-image`); zio's own tests call it `file`.
@@ -183,7 +193,204 @@ pub fn open(opts: &mut OptionMap, flags: &OpenFlags) -> Result<Arc<dyn BlockDriv
         "file"
     };
     let child = open_child(opts, name, flags)?;
-    Ok(Arc::new(FilterNode::new(child, Blkdebug { rules })))
+    Ok(Arc::new(BlkdebugNode {
+        inner: FilterNode::new(child, Blkdebug { rules }),
+        align: align.max(1),
+        bp: Breakpoints::default(),
+    }))
+}
+
+/// The blkdebug node: the rules (a [`FilterNode`] with the [`Blkdebug`]
+/// policy) under QEMU's block-layer handling of the node's requests: each
+/// is tracked, a write not aligned to `align` is padded to it by reading
+/// the blocks it starts and ends in (read-modify-write, serialising), and
+/// the events on the way may stop it at a breakpoint.
+struct BlkdebugNode {
+    inner: FilterNode<Blkdebug>,
+    align: u64,
+    bp: Breakpoints,
+}
+
+impl BlkdebugNode {
+    /// `[offset, offset + len)` rounded out to the alignment.
+    fn aligned(&self, offset: u64, len: u64) -> (u64, u64) {
+        let a = self.align;
+        let end = offset.saturating_add(len);
+        (offset - offset % a, end.div_ceil(a).saturating_mul(a))
+    }
+
+    /// QEMU's padding of an unaligned write (`bdrv_init_padding`): the
+    /// bytes before `offset` in its first block and after its end in its
+    /// last, read from the child (each read an event of the rules), with
+    /// the `pwritev_rmw_*` events around the reads (one read when both fit
+    /// in one or two blocks together, QEMU's merged read). The tail stops
+    /// at the device's end.
+    fn pad(&self, req: &ReqGuard, offset: u64, len: u64) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let a = self.align;
+        let head = offset % a;
+        let end = offset + len;
+        let size = self.inner.length()?;
+        let tail = ((a - end % a) % a).min(size.saturating_sub(end));
+        let total = head + len + tail;
+        let buf_len = if total > a && head > 0 && tail > 0 {
+            2 * a
+        } else {
+            a
+        };
+        let merge = total == buf_len;
+        let (mut head_buf, mut tail_buf) = (Vec::new(), Vec::new());
+        if head > 0 || merge {
+            let n = if merge { total } else { head };
+            let mut buf = vec![0u8; n as usize];
+            if head > 0 {
+                req.event("pwritev_rmw_head");
+            }
+            if merge && tail > 0 {
+                req.event("pwritev_rmw_tail");
+            }
+            self.inner.read(offset - head, &mut buf)?;
+            if head > 0 {
+                req.event("pwritev_rmw_after_head");
+            }
+            if merge && tail > 0 {
+                req.event("pwritev_rmw_after_tail");
+            }
+            head_buf = buf[..head as usize].to_vec();
+            if merge {
+                tail_buf = buf[(head + len) as usize..].to_vec();
+                return Ok((head_buf, tail_buf));
+            }
+        }
+        if tail > 0 {
+            let mut buf = vec![0u8; tail as usize];
+            req.event("pwritev_rmw_tail");
+            self.inner.read(end, &mut buf)?;
+            req.event("pwritev_rmw_after_tail");
+            tail_buf = buf;
+        }
+        Ok((head_buf, tail_buf))
+    }
+}
+
+impl BlockDriver for BlkdebugNode {
+    fn driver_name(&self) -> &'static str {
+        Blkdebug::NAME
+    }
+
+    fn role(&self) -> Role {
+        Role::Filter
+    }
+
+    fn child(&self) -> Option<&Arc<dyn BlockDriver>> {
+        self.inner.child()
+    }
+
+    fn breakpoints(&self) -> Option<&Breakpoints> {
+        Some(&self.bp)
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        self.inner.length()
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let (start, end) = self.aligned(offset, buf.len() as u64);
+        let req = self.bp.begin(start, end);
+        req.wait_serialising();
+        self.inner.read(offset, buf)
+    }
+
+    fn write(&self, offset: u64, buf: &[u8], flags: WriteFlags) -> io::Result<()> {
+        self.writev(offset, &[buf], flags, &|_| {})
+    }
+
+    /// QEMU's `bdrv_co_pwritev_part` on this node: padded to the alignment
+    /// when unaligned (serialising), then `pwritev`, the write, and
+    /// `pwritev_done`.
+    fn writev(
+        &self,
+        offset: u64,
+        bufs: &[&[u8]],
+        flags: WriteFlags,
+        progress: OnProgress<'_>,
+    ) -> io::Result<()> {
+        let len: u64 = bufs.iter().map(|b| b.len() as u64).sum();
+        let (start, end) = self.aligned(offset, len);
+        let req = self.bp.begin(start, end);
+        let padded = len > 0 && (start != offset || end != offset + len);
+        let (head, tail) = if padded {
+            req.serialise(self.align);
+            self.pad(&req, offset, len)?
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let mut iov: Vec<&[u8]> = Vec::with_capacity(bufs.len() + 2);
+        if !head.is_empty() {
+            iov.push(&head);
+        }
+        iov.extend_from_slice(bufs);
+        if !tail.is_empty() {
+            iov.push(&tail);
+        }
+        req.wait_serialising();
+        req.event("pwritev");
+        let r = self
+            .inner
+            .writev(offset - head.len() as u64, &iov, flags, progress);
+        req.event("pwritev_done");
+        r
+    }
+
+    /// Not padded (the child writes the zeros where asked); `pwritev_zero`
+    /// and `pwritev_done` around it.
+    fn write_zeroes(&self, offset: u64, len: u64, flags: WriteFlags) -> io::Result<()> {
+        let (start, end) = self.aligned(offset, len);
+        let req = self.bp.begin(start, end);
+        req.wait_serialising();
+        req.event("pwritev_zero");
+        let r = self.inner.write_zeroes(offset, len, flags);
+        req.event("pwritev_done");
+        r
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> io::Result<()> {
+        let (start, end) = self.aligned(offset, len);
+        let req = self.bp.begin(start, end);
+        req.wait_serialising();
+        self.inner.discard(offset, len)
+    }
+
+    /// `flush_to_os` and `flush_to_disk`, as QEMU's parent flushing this
+    /// node reaches them, then the flush.
+    fn flush(&self) -> io::Result<()> {
+        self.bp.event("flush_to_os");
+        self.bp.event("flush_to_disk");
+        self.inner.flush()
+    }
+
+    fn truncate(&self, len: u64, prealloc: Prealloc) -> Result<(), String> {
+        self.inner.truncate(len, prealloc)
+    }
+
+    fn zone_info(&self) -> Option<ZoneInfo> {
+        self.inner.zone_info()
+    }
+
+    fn zone_report(&self, offset: u64, max: usize) -> io::Result<Vec<Zone>> {
+        self.inner.zone_report(offset, max)
+    }
+
+    fn zone_mgmt(&self, op: ZoneOp, offset: u64, len: u64) -> Result<(), ZoneError> {
+        self.inner.zone_mgmt(op, offset, len)
+    }
+
+    fn zone_append(&self, zone_start: u64, data: &[u8]) -> io::Result<u64> {
+        self.inner.zone_append(zone_start, data)
+    }
+
+    fn info(&self) -> NodeInfo {
+        self.inner.info()
+    }
 }
 
 impl Blkdebug {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use nix::errno::Errno;
 
+use super::breakpoints::Breakpoints;
 use super::errno;
 use super::zone::{Zone, ZoneInfo, ZoneOp};
 use super::zone_rules::ZoneError;
@@ -183,6 +184,12 @@ pub trait BlockDriver: Send + Sync {
             Some(c) if self.role() == Role::Filter => c.allocation(offset, len),
             _ => Ok((true, len)),
         }
+    }
+
+    /// The node's breakpoints (blkdebug's); `None` for every other
+    /// driver. The backend asks the nodes from the root down.
+    fn breakpoints(&self) -> Option<&Breakpoints> {
+        None
     }
 
     /// Lines for `info`. The default suits formats and filters.

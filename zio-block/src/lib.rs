@@ -17,6 +17,7 @@
 
 mod backend;
 mod blkdebug;
+mod breakpoints;
 mod create;
 mod driver;
 mod drivers;
