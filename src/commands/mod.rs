@@ -605,8 +605,18 @@ mod suggest_tests {
             ..OpenRequest::default()
         };
         for c in table() {
-            // No options and no operands, or any words (quit): nothing to parse.
-            if c.argmax == Some(0) || matches!(c.name, "quit" | "sleep" | "help") {
+            // No options and no operands, or any words (quit; blkdebug's
+            // events and tags, which `-X` may be): nothing to parse.
+            let words_only = [
+                "quit",
+                "sleep",
+                "help",
+                "break",
+                "remove_break",
+                "resume",
+                "wait_break",
+            ];
+            if c.argmax == Some(0) || words_only.contains(&c.name) {
                 continue;
             }
             let listed = args::spec_of(c.args.unwrap_or("")).replace(':', "");
