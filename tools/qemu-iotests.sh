@@ -273,7 +273,7 @@ status=0
 # is not run (no sudo, no device) with either program fails this script.
 if [[ -n $vm ]]; then
     for r in qemu-io zio; do
-        [[ -f $results/$r.status ]] || continue
+        [[ -z $only || $only == "$r" ]] || continue
         n=$(($(count $r fail) + $(count $r 'not run')))
         if ((n)) || [[ ! -s $results/$r.status ]]; then
             echo "with --vm every selected test must pass; with $r, $n failed or did not run"

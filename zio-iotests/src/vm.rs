@@ -388,15 +388,34 @@ pub fn run_vm(
 /// interactive shell on this terminal (QEMU's serial console; `exit`
 /// powers off, Ctrl-A X kills QEMU). Returns QEMU's exit status.
 pub fn shell(test: &TestCase, cfg: &Config, opts: &VmOptions) -> Result<i32> {
-    let machine = Machine::find().map_err(anyhow::Error::msg)?;
     let needs = needs_of(test).map_err(anyhow::Error::msg)?;
+    eprintln!("zio-iotests: VM shell with {needs} (exit to power off, Ctrl-A X to kill)");
+    let (machine, mut cmd, _) = single_boot(cfg, opts, &needs, "shell", BootMode::Shell)?;
+    let status = cmd
+        .args(["-serial", "mon:stdio", "-serial", "file:results.log"])
+        .status()
+        .with_context(|| format!("cannot start {}", machine.qemu.display()))?;
+    Ok(status.code().unwrap_or(1))
+}
+
+/// A boot of its own, outside a test run (`--vm-shell`, `--vm-agent`): the
+/// machine, the QEMU command that boots `needs` in `mode`, and the boot's
+/// directory `.vm/NAME` in the scratch root.
+fn single_boot(
+    cfg: &Config,
+    opts: &VmOptions,
+    needs: &Needs,
+    name: &str,
+    mode: BootMode,
+) -> Result<(Machine, Command, PathBuf)> {
+    let machine = Machine::find().map_err(anyhow::Error::msg)?;
     let kernel = machine
         .kernels
         .get(&needs.kernel)
         .with_context(|| format!("no {} kernel: run vm/setup.sh", needs.kernel))?;
     let vm_dir = cfg.scratch_root.join(".vm");
     let base = build_base(kernel, &needs.kernel, cfg, &vm_dir)?;
-    let dir = vm_dir.join("shell");
+    let dir = vm_dir.join(name);
     let bases = BTreeMap::from([(needs.kernel.clone(), base)]);
     let ctx = BootContext {
         machine: &machine,
@@ -407,13 +426,8 @@ pub fn shell(test: &TestCase, cfg: &Config, opts: &VmOptions) -> Result<i32> {
         boots: 1,
         times: std::sync::Mutex::new(Vec::new()),
     };
-    eprintln!("zio-iotests: VM shell with {needs} (exit to power off, Ctrl-A X to kill)");
-    let (mut cmd, _) = prepare_boot(&ctx, &dir, &needs, &[], BootMode::Shell)?;
-    let status = cmd
-        .args(["-serial", "mon:stdio", "-serial", "file:results.log"])
-        .status()
-        .with_context(|| format!("cannot start {}", machine.qemu.display()))?;
-    Ok(status.code().unwrap_or(1))
+    let (cmd, _) = prepare_boot(&ctx, &dir, needs, &[], mode)?;
+    Ok((machine, cmd, dir))
 }
 
 /// Consecutive tests with equal needs: one boot each.

@@ -16,7 +16,6 @@
 //! <base64 stdout> <base64 stderr>`, `BYE` (powered off) or `ERR <text>`
 //! (from the broker: the VM died, timed out or the request was bad) back.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -29,7 +28,7 @@ use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use super::{BootContext, BootMode, Machine, Needs, VmOptions, build_base, prepare_boot};
+use super::{BootMode, Needs, VmOptions, single_boot};
 use crate::config::Config;
 
 /// How long the agent waits between two clients before powering off (so a
@@ -40,24 +39,6 @@ const IDLE_LIMIT: Duration = Duration::from_secs(900);
 /// clients until `POWEROFF`, an idle spell of [`IDLE_LIMIT`], or the VM's
 /// death. A command may take `cfg.timeout`. Returns the exit code.
 pub fn agent(socket: &Path, series: &str, cfg: &Config, opts: &VmOptions) -> Result<i32> {
-    let machine = Machine::find().map_err(anyhow::Error::msg)?;
-    let kernel = machine
-        .kernels
-        .get(series)
-        .with_context(|| format!("no {series} kernel: run vm/setup.sh"))?;
-    let vm_dir = cfg.scratch_root.join(".vm");
-    let base = build_base(kernel, series, cfg, &vm_dir)?;
-    let dir = vm_dir.join("agent-boot");
-    let bases = BTreeMap::from([(series.to_string(), base)]);
-    let ctx = BootContext {
-        machine: &machine,
-        cfg,
-        opts,
-        bases: &bases,
-        vm_dir: &vm_dir,
-        boots: 1,
-        times: std::sync::Mutex::new(Vec::new()),
-    };
     let needs = Needs {
         kernel: series.to_string(),
         nullb: Vec::new(),
@@ -65,7 +46,7 @@ pub fn agent(socket: &Path, series: &str, cfg: &Config, opts: &VmOptions) -> Res
         nvme: None,
         scsi: None,
     };
-    let (mut cmd, _) = prepare_boot(&ctx, &dir, &needs, &[], BootMode::Agent)?;
+    let (machine, mut cmd, dir) = single_boot(cfg, opts, &needs, "agent-boot", BootMode::Agent)?;
 
     // Clients may connect while the VM boots: they wait in the backlog.
     let clients = bind(socket)?;
