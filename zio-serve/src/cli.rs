@@ -53,7 +53,11 @@ pub fn main(args: &ServeArgs, prog: &str) -> ExitCode {
     // One line: the lock refusal's second line (qemu's wording) joins it.
     let served = open_image(&req)
         .map_err(|e| e.to_string().trim_end().replace('\n', ". "))
-        .and_then(|blk| serve(blk, opts, print_path));
+        .and_then(|blk| {
+            serve(blk, opts, print_path, |line| {
+                eprintln!("{prog}: serve: {line}")
+            })
+        });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

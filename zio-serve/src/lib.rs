@@ -19,6 +19,7 @@ mod cli;
 #[allow(unsafe_code)]
 mod copy;
 pub mod params;
+mod stale;
 mod target;
 
 use std::io::Write;
@@ -52,11 +53,14 @@ pub struct ServeOptions {
 
 /// Serves `blk` as a ublk device until SIGINT or SIGTERM: prints its path
 /// (`/dev/ublkbN`) through `announce` once it is live, then stops it and
-/// flushes the graph. The error is one line without the program name.
+/// flushes the graph. Devices of earlier, killed `zio serve`s are deleted
+/// first, each with a line to `note`. The error is one line without the
+/// program name.
 pub fn serve(
     blk: BlockBackend,
     opts: ServeOptions,
     announce: impl FnOnce(&str) + Send + Sync + 'static,
+    note: impl Fn(&str),
 ) -> Result<(), String> {
     let geo = Geometry::of(&blk)?;
     if opts.queues == 0 || u32::from(opts.queues) > sys::UBLK_MAX_NR_QUEUES {
@@ -95,6 +99,10 @@ pub fn serve(
         flags |= u64::from(sys::UBLK_F_ZONED);
     }
 
+    for line in stale::reclaim() {
+        note(&line);
+    }
+
     // SIGINT and SIGTERM are taken through a signalfd: blocked here, before
     // the queue threads start, so that every thread inherits the mask.
     let mut stop = SigSet::empty();
@@ -106,7 +114,7 @@ pub fn serve(
         .map_err(|e| format!("cannot take SIGINT/SIGTERM: {e}"))?;
 
     let ctrl = UblkCtrlBuilder::default()
-        .name("zio")
+        .name(stale::TARGET)
         .id(-1)
         .nr_queues(opts.queues)
         .depth(opts.depth)
