@@ -158,7 +158,7 @@ pub fn serve(
     );
     // Dropping the control deletes the device, whether it ran or not.
     drop(ctrl);
-    ran.map_err(|e| format!("ublk refused the device: {}", ublk_error(&e)))?;
+    ran.map_err(|e| format!("ublk refused the device ({geo}): {}", ublk_error(&e)))?;
     blk.flush()
         .map_err(|e| format!("flush failed: {}", strerror(&e)))?;
     Ok(())

@@ -162,6 +162,39 @@ impl Geometry {
     }
 }
 
+/// The device asked for, in one phrase (for the kernel's refusal): "64 MiB
+/// of 512-byte blocks, 16 zones of 4 MiB, open 3, active no limit".
+impl std::fmt::Display for Geometry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let size = |b: u64| match b {
+            b if b >= 1 << 20 && b.is_multiple_of(1 << 20) => format!("{} MiB", b >> 20),
+            b if b >= 1 << 10 && b.is_multiple_of(1 << 10) => format!("{} KiB", b >> 10),
+            b => format!("{b} bytes"),
+        };
+        write!(f, "{} of {}-byte blocks", size(self.length), self.block)?;
+        if let Some(z) = &self.zoned {
+            write!(f, ", {} zones of {}", z.nr_zones, size(z.zone_size))?;
+            let limit = |n: u64| {
+                if n == 0 {
+                    "no limit".to_string()
+                } else {
+                    n.to_string()
+                }
+            };
+            write!(
+                f,
+                ", open {}, active {}",
+                limit(z.max_open),
+                limit(z.max_active)
+            )?;
+        }
+        if self.read_only {
+            write!(f, ", read-only")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,5 +265,27 @@ mod tests {
         }
         let e = g.check_limits().unwrap_err();
         assert!(e.starts_with("zone_max_active 17 refused"), "{e}");
+    }
+
+    #[test]
+    fn the_refused_device_reads_as_one_phrase() {
+        let mut g = zoned(64 << 20, 4 << 20);
+        if let Some(z) = &mut g.zoned {
+            z.max_open = 3;
+        }
+        assert_eq!(
+            g.to_string(),
+            "64 MiB of 512-byte blocks, 16 zones of 4 MiB, open 3, active no limit"
+        );
+        let plain = Geometry {
+            length: 1536,
+            block: 512,
+            read_only: true,
+            zoned: None,
+        };
+        assert_eq!(
+            plain.to_string(),
+            "1536 bytes of 512-byte blocks, read-only"
+        );
     }
 }
