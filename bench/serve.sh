@@ -18,11 +18,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 RUNTIME=${RUNTIME:-5}
 QUEUES=${QUEUES:-1}
 DEPTH=${DEPTH:-64}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir "$work/tests"
-cp "$root/iotests/common.rc" "$work/tests/"
-cat > "$work/tests/serve-bench" <<SCRIPT
+. "$root/bench/vm-bench.sh"
+vm_bench serve-bench <<SCRIPT
 #!/usr/bin/env bash
 # group: realdev serve
 # kernels: 6.12
@@ -78,13 +75,3 @@ for job in \$(jobs -p); do
 done
 echo "(zio serve --queues $QUEUES --depth $DEPTH; TCG VM, 2 vCPUs, Linux \$(uname -r))"
 SCRIPT
-chmod +x "$work/tests/serve-bench"
-: > "$work/tests/serve-bench.out"   # no golden output: the figures show up as its actual output
-"$root/run-iotests.sh" --vm --dir "$work/tests" --scratch "$work/scratch" serve-bench > "$work/log" 2>&1 || true
-bad=$(find "$work/scratch" -name 'serve-bench*.out.bad' | head -n 1)
-if [ -z "$bad" ]; then
-    cat "$work/log" >&2
-    echo "bench: no output from the VM" >&2
-    exit 1
-fi
-grep -v '^QA output created' "$bad"

@@ -9,11 +9,8 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 R=${R:-20}
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir "$work/tests"
-cp "$root/iotests/common.rc" "$work/tests/"
-cat > "$work/tests/zrp-bench" <<SCRIPT
+. "$root/bench/vm-bench.sh"
+vm_bench zrp-bench <<SCRIPT
 #!/usr/bin/env bash
 # group: realdev
 # nullb: zoned=1
@@ -38,13 +35,3 @@ awk -v z=\$z -v b=\$b -v q=\$q 'BEGIN {
     printf "ratio zio/blkzone %.2f, zio/qemu-io %.2f\n", z/b, z/q
 }'
 SCRIPT
-chmod +x "$work/tests/zrp-bench"
-: > "$work/tests/zrp-bench.out"   # no golden output: the figures show up as its actual output
-"$root/run-iotests.sh" --vm --dir "$work/tests" --scratch "$work/scratch" zrp-bench > "$work/log" 2>&1 || true
-bad=$(find "$work/scratch" -name 'zrp-bench.out.bad' | head -n 1)
-if [ -z "$bad" ]; then
-    cat "$work/log" >&2
-    echo "bench: no output from the VM" >&2
-    exit 1
-fi
-grep -v '^QA output created' "$bad"
