@@ -8,7 +8,9 @@
 #   MODULES  the kernel's lib/modules/<version> directory
 #
 # Contents: busybox (ZIO_VM_BUSYBOX, default /bin/busybox, static) with its
-# applet links; bash and zio with their ldd libraries at the same paths;
+# applet links; bash and zio with their ldd libraries at the same paths,
+# and so blkzone, qemu-io, fio, mkfs.btrfs, mkfs.f2fs and util-linux's
+# setpriv where the host has them;
 # vm/init as /init; the modules configfs, null_blk, nvme and the SCSI
 # stack (sd_mod, sg, scsi_debug) and ublk_drv where the kernel has it,
 # btrfs and f2fs where the kernel has them (not loaded at boot),
