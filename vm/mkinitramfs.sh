@@ -8,9 +8,12 @@
 #   MODULES  the kernel's lib/modules/<version> directory
 #
 # Contents: busybox (ZIO_VM_BUSYBOX, default /bin/busybox, static) with its
-# applet links; bash and zio with their ldd libraries at the same paths;
+# applet links; bash and zio with their ldd libraries at the same paths,
+# and so blkzone, qemu-io, fio, mkfs.btrfs, mkfs.f2fs and util-linux's
+# setpriv where the host has them;
 # vm/init as /init; the modules configfs, null_blk, nvme and the SCSI
 # stack (sd_mod, sg, scsi_debug) and ublk_drv where the kernel has it,
+# btrfs and f2fs where the kernel has them (not loaded at boot),
 # with the modules they depend on (read from
 # each module's .modinfo), uncompressed, under /lib/modules/zio with their
 # load order in /etc/zio-vm/modules.*. A module that is missing but listed
@@ -60,6 +63,15 @@ ln -s /opt/zio/zio "$root/usr/bin/zio"
 # when the host has them.
 for tool in blkzone qemu-io fio; do
     p=$(command -v "$tool" 2>/dev/null) && copy_with_libs "$p" "/usr/bin/$tool"
+done
+# Zoned file systems on `zio serve` devices (realdev-serve-fs), and
+# util-linux's setpriv (busybox's cannot change the user) to run zio as
+# nobody, when the host has them: vm/setup.sh installs btrfs-progs and
+# f2fs-tools. They replace any busybox applet of the same name.
+for tool in mkfs.btrfs mkfs.f2fs setpriv; do
+    p=$(PATH=/usr/sbin:/usr/bin:/sbin:/bin command -v "$tool" 2>/dev/null) || continue
+    rm -f "$root/usr/sbin/$tool" "$root/usr/bin/$tool" "$root/sbin/$tool" "$root/bin/$tool"
+    copy_with_libs "$p" "/usr/sbin/$tool"
 done
 
 install -m 0755 "$here/init" "$root/init"
@@ -137,6 +149,14 @@ add_modules modules.scsi "${crc_providers[@]}" sd_mod sg scsi_debug
 # ublk_drv for `zio serve` (zoned from Linux 6.6): loaded at boot where
 # the kernel has it as a module.
 add_modules modules.ublk "?ublk_drv"
+# The zoned file systems, not loaded at boot (raid6_pq and xor benchmark
+# themselves as they load, seconds under TCG): a test that needs one loads
+# its list with _load_vm_modules (iotests/common.rc). First the crypto
+# providers each looks up at mount (or, libcrc32c, at load) time, which
+# only a modprobe would pull in: btrfs's checksums (crc32c, and xxhash64 and
+# blake2b for the other checksum types) and f2fs's crc32.
+add_modules modules.btrfs "?crc32c_generic" "?xxhash_generic" "?blake2b_generic" "?btrfs"
+add_modules modules.f2fs "?crc32_generic" "?f2fs"
 
 (cd "$root" && find . -print | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) | gzip -1 >"$out.tmp"
 mv "$out.tmp" "$out"

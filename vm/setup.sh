@@ -7,8 +7,9 @@
 #      bookworm entry already configured) when it is missing;
 #   2. installs qemu-system-x86 and qemu-utils from bookworm-backports
 #      (bookworm's own qemu-system-x86 7.2 would remove qemu-utils 10.0.2),
-#      busybox-static, cpio, xz-utils (6.12's modules are .ko.xz) and fio
-#      (the serve tests run it in the VM);
+#      busybox-static, cpio, xz-utils (6.12's modules are .ko.xz), fio,
+#      btrfs-progs and f2fs-tools (the serve tests run fio, mkfs.btrfs and
+#      mkfs.f2fs in the VM; the initramfs carries them from the host);
 #   3. downloads each kernel package (apt-get download) into the cache and
 #      unpacks it (dpkg -x), then points $CACHE/kernels/<series>/vmlinuz and
 #      .../modules at its vmlinuz and lib/modules/<version> directory
@@ -124,7 +125,7 @@ case $qemu_sys in
     *bpo*) step "qemu-system-x86 $qemu_sys: installed" ;;
     *) missing+=(qemu-system-x86 qemu-utils) ;;
 esac
-for p in busybox-static cpio xz-utils fio; do
+for p in busybox-static cpio xz-utils fio btrfs-progs f2fs-tools; do
     v=$(installed_version "$p")
     if [ -n "$v" ]; then step "$p $v: installed"; else missing+=("$p"); fi
 done
