@@ -35,11 +35,18 @@ impl TestCase {
             .map_or(super::vm::DEFAULT_KERNEL, |(_, k)| k)
     }
 
-    /// Where `--bless` writes this run's output: its own `NAME.out.KERNEL`
-    /// for a run on another kernel than the default (so blessing it never
-    /// rewrites the default kernel's `NAME.out`), else `NAME.out`.
+    /// Where `--bless` writes this run's output: `NAME.out` for the run on
+    /// the test's first kernel (the first of its `# kernels:` line, else
+    /// the default), so a test for 6.12 alone keeps a plain `NAME.out`;
+    /// any other run its own `NAME.out.KERNEL` (so blessing it never
+    /// rewrites the first kernel's `NAME.out`).
     pub fn bless_path(&self) -> PathBuf {
-        if self.kernel() == super::vm::DEFAULT_KERNEL {
+        let first = fs::read_to_string(&self.script)
+            .ok()
+            .and_then(|s| super::vm::kernels(&s).ok())
+            .and_then(|k| k.into_iter().next())
+            .unwrap_or_else(|| super::vm::DEFAULT_KERNEL.to_string());
+        if self.kernel() == first {
             return self.expected.clone();
         }
         let own = format!("{}.out.{}", self.script_name(), self.kernel());
@@ -161,5 +168,22 @@ mod tests {
         // blesses its own.
         let other = case("x@6.12", "/t/x.out");
         assert_eq!(other.bless_path(), Path::new("/t/x.out.6.12"));
+    }
+
+    #[test]
+    fn a_test_for_one_later_kernel_blesses_its_plain_out_file() {
+        let dir = std::env::temp_dir().join(format!("zio-bless-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("x");
+        fs::write(&script, "#!/bin/bash\n# group: realdev\n# kernels: 6.12\n").unwrap();
+        let case = TestCase {
+            name: "x@6.12".into(),
+            script,
+            expected: dir.join("x.out"),
+            groups: vec![],
+        };
+        let path = case.bless_path();
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(path, dir.join("x.out"));
     }
 }

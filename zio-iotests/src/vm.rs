@@ -53,7 +53,7 @@ use super::outcome::{Status, Verdict, judge, rerun_command};
 use super::scratch::Scratch;
 
 pub use agent::{agent, agent_exec, agent_poweroff};
-pub use needs::{DEFAULT_KERNEL, KERNELS, Needs};
+pub use needs::{DEFAULT_KERNEL, KERNELS, Needs, kernels};
 
 /// The group of tests the VM tier runs.
 pub const REALDEV_GROUP: &str = "realdev";
