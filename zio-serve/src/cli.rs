@@ -9,7 +9,8 @@ use zio_block::{OpenRequest, open_image};
 
 use crate::{ServeOptions, print_path, serve};
 
-/// `zio serve [-f FMT | --image-opts] [-r] [--queues N] [--depth D] IMAGE`.
+/// `zio serve [-f FMT | --image-opts] [-r] [--queues N] [--depth D]
+/// [--recoverable | --recover N] IMAGE`.
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
     /// Image format (probed when left out)
@@ -32,6 +33,14 @@ pub struct ServeArgs {
     /// Requests in flight per queue
     #[arg(long, value_name = "D", default_value_t = 64)]
     pub depth: u16,
+    /// Add the device with user recovery: if zio serve dies, the device
+    /// stays, its new I/O waits for `zio serve --recover N`
+    #[arg(long)]
+    pub recoverable: bool,
+    /// Serve device N (/dev/ublkbN) again, whose --recoverable zio serve
+    /// died; IMAGE must be the image it served
+    #[arg(long, value_name = "N", conflicts_with_all = ["recoverable", "queues", "depth"])]
+    pub recover: Option<u32>,
     /// Image file, block device, or (with --image-opts) an option string
     pub image: String,
 }
@@ -49,6 +58,8 @@ pub fn main(args: &ServeArgs, prog: &str) -> ExitCode {
     let opts = ServeOptions {
         queues: args.queues,
         depth: args.depth,
+        recoverable: args.recoverable,
+        recover: args.recover,
     };
     // One line: the lock refusal's second line (qemu's wording) joins it.
     let served = open_image(&req)

@@ -19,6 +19,7 @@ mod cli;
 #[allow(unsafe_code)]
 mod copy;
 pub mod params;
+mod recover;
 mod stale;
 mod target;
 
@@ -49,6 +50,13 @@ pub struct ServeOptions {
     pub queues: u16,
     /// Requests in flight per queue.
     pub depth: u16,
+    /// Add the device with user recovery (`UBLK_F_USER_RECOVERY`): if
+    /// this server dies, the kernel keeps the device and queues its I/O
+    /// for a `recover` server.
+    pub recoverable: bool,
+    /// Serve device N, whose recoverable server died, instead of adding
+    /// one (its queues and depth are the device's).
+    pub recover: Option<u32>,
 }
 
 /// Serves `blk` as a ublk device until SIGINT or SIGTERM: prints its path
@@ -89,6 +97,12 @@ pub fn serve(
             "the kernel's ublk_drv has no user copy (UBLK_F_USER_COPY, Linux 6.5+)".to_string(),
         );
     }
+    if opts.recoverable || opts.recover.is_some() {
+        if features & u64::from(sys::UBLK_F_USER_RECOVERY) == 0 {
+            return Err("the kernel's ublk_drv has no user recovery (UBLK_F_USER_RECOVERY)".into());
+        }
+        flags |= u64::from(sys::UBLK_F_USER_RECOVERY);
+    }
     if geo.zoned.is_some() {
         if features & u64::from(sys::UBLK_F_ZONED) == 0 {
             return Err(
@@ -113,16 +127,19 @@ pub fn serve(
     let sigfd = SignalFd::with_flags(&stop, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("cannot take SIGINT/SIGTERM: {e}"))?;
 
-    let ctrl = UblkCtrlBuilder::default()
-        .name(stale::TARGET)
-        .id(-1)
-        .nr_queues(opts.queues)
-        .depth(opts.depth)
-        .io_buf_bytes(params::IO_BUF_BYTES)
-        .ctrl_flags(flags)
-        .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
-        .build()
-        .map_err(|e| format!("cannot add a ublk device: {}", ublk_error(&e)))?;
+    let ctrl = match opts.recover {
+        None => UblkCtrlBuilder::default()
+            .name(stale::TARGET)
+            .id(-1)
+            .nr_queues(opts.queues)
+            .depth(opts.depth)
+            .io_buf_bytes(params::IO_BUF_BYTES)
+            .ctrl_flags(flags)
+            .dev_flags(UblkFlags::UBLK_DEV_F_ADD_DEV)
+            .build()
+            .map_err(|e| format!("cannot add a ublk device: {}", ublk_error(&e)))?,
+        Some(id) => recover::take_over(id, &geo)?,
+    };
 
     let blk = Arc::new(blk);
     // The kernel may give fewer queues than asked (at most one per CPU).
@@ -156,7 +173,11 @@ pub fn serve(
         queue,
         live,
     );
-    // Dropping the control deletes the device, whether it ran or not.
+    // Dropping the control deletes a device it added, whether it ran or
+    // not; a recovered one is deleted here.
+    if opts.recover.is_some() {
+        let _ = ctrl.del_dev();
+    }
     drop(ctrl);
     ran.map_err(|e| format!("ublk refused the device ({geo}): {}", ublk_error(&e)))?;
     blk.flush()
@@ -198,7 +219,7 @@ fn wait_for_stop(sigfd: &SignalFd, running: &AtomicUsize) {
 }
 
 /// libublk's errors as strerror text where they carry an errno.
-fn ublk_error(e: &UblkError) -> String {
+pub(crate) fn ublk_error(e: &UblkError) -> String {
     let errno = match e {
         UblkError::IOError(io) => return strerror(io),
         UblkError::UringIOError(n) | UblkError::OtherError(n) => n.abs(),

@@ -162,6 +162,48 @@ impl Geometry {
     }
 }
 
+/// The first difference between the parameters a device has (`have`) and
+/// those an image would give it (`want`), in words; `None` if the image
+/// can serve the device.
+pub fn mismatch(have: &sys::ublk_params, want: &sys::ublk_params) -> Option<String> {
+    let zoned = |p: &sys::ublk_params| p.types & sys::UBLK_PARAM_TYPE_ZONED != 0;
+    let read_only = |p: &sys::ublk_params| p.basic.attrs & sys::UBLK_ATTR_READ_ONLY != 0;
+    let fields: [(&str, u64, u64); 8] = [
+        ("zoned", zoned(have).into(), zoned(want).into()),
+        ("read-only", read_only(have).into(), read_only(want).into()),
+        ("sectors", have.basic.dev_sectors, want.basic.dev_sectors),
+        (
+            "logical block size",
+            1 << have.basic.logical_bs_shift,
+            1 << want.basic.logical_bs_shift,
+        ),
+        (
+            "zone sectors",
+            have.basic.chunk_sectors.into(),
+            want.basic.chunk_sectors.into(),
+        ),
+        (
+            "max open zones",
+            have.zoned.max_open_zones.into(),
+            want.zoned.max_open_zones.into(),
+        ),
+        (
+            "max active zones",
+            have.zoned.max_active_zones.into(),
+            want.zoned.max_active_zones.into(),
+        ),
+        (
+            "max zone append sectors",
+            have.zoned.max_zone_append_sectors.into(),
+            want.zoned.max_zone_append_sectors.into(),
+        ),
+    ];
+    fields
+        .iter()
+        .find(|(_, h, w)| h != w)
+        .map(|(name, h, w)| format!("{name} {h} on the device, {w} in the image"))
+}
+
 /// The device asked for, in one phrase (for the kernel's refusal): "64 MiB
 /// of 512-byte blocks, 16 zones of 4 MiB, open 3, active no limit".
 impl std::fmt::Display for Geometry {
@@ -286,6 +328,25 @@ mod tests {
         assert_eq!(
             plain.to_string(),
             "1536 bytes of 512-byte blocks, read-only"
+        );
+    }
+
+    #[test]
+    fn a_recovered_device_must_match_the_image() {
+        let g = zoned(64 << 20, 4 << 20);
+        let p = g.ublk_params(IO_BUF_BYTES);
+        assert_eq!(mismatch(&p, &p), None);
+        let other = zoned(128 << 20, 4 << 20).ublk_params(IO_BUF_BYTES);
+        assert_eq!(
+            mismatch(&p, &other).as_deref(),
+            Some("sectors 131072 on the device, 262144 in the image")
+        );
+        let mut ro = g.clone();
+        ro.read_only = true;
+        let ro = ro.ublk_params(IO_BUF_BYTES);
+        assert_eq!(
+            mismatch(&p, &ro).as_deref(),
+            Some("read-only 0 on the device, 1 in the image")
         );
     }
 }

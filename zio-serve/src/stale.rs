@@ -36,6 +36,11 @@ pub fn reclaim() -> Vec<String> {
     ids.into_iter().filter_map(reclaim_one).collect()
 }
 
+/// Whether ublk device `id` is one of zio's (its libublk record says so).
+pub fn is_zio_device(id: u32) -> bool {
+    is_zio_record(Path::new(&format!("{}/{id:04}.json", UblkCtrl::run_dir())))
+}
+
 /// Whether the libublk record at `path` is one of zio's devices.
 fn is_zio_record(path: &Path) -> bool {
     std::fs::read(path)
@@ -72,7 +77,7 @@ fn reclaim_one(id: u32) -> Option<String> {
 
 /// Whether a server holds `cdev`: it does not open (EBUSY), or cannot be
 /// told (any other error, taken as held so that nothing is deleted).
-fn served(cdev: &str) -> bool {
+pub fn served(cdev: &str) -> bool {
     std::fs::OpenOptions::new()
         .read(true)
         .write(true)
