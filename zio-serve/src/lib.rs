@@ -6,7 +6,10 @@
 //! [`params`]), adding and starting the device with the libublk crate,
 //! answering its requests through the [`BlockBackend`] the caller opened
 //! ([`target`]; the bytes cross /dev/ublkcN in [`copy`], the only unsafe
-//! code here), and stopping it on SIGINT or SIGTERM. A zoned graph becomes
+//! code here), and stopping it on SIGINT or SIGTERM. Before it adds a
+//! device it deletes the dead ones killed `zio serve`s left ([`stale`]); a
+//! device added `--recoverable` outlives its server and is served again by
+//! `--recover N` ([`recover`]). A zoned graph becomes
 //! a host-managed zoned disk (`UBLK_F_ZONED`) with the graph's zone size and
 //! limits; any other graph a plain disk. The zone rules stay the block
 //! layer's: every request is forwarded, and its errno is the answer.
@@ -61,8 +64,8 @@ pub struct ServeOptions {
 
 /// Serves `blk` as a ublk device until SIGINT or SIGTERM: prints its path
 /// (`/dev/ublkbN`) through `announce` once it is live, then stops it and
-/// flushes the graph. Devices of earlier, killed `zio serve`s are deleted
-/// first, each with a line to `note`. The error is one line without the
+/// flushes the graph. Dead devices of earlier, killed `zio serve`s that
+/// cannot be recovered are deleted first, each with a line to `note`. The error is one line without the
 /// program name.
 pub fn serve(
     blk: BlockBackend,

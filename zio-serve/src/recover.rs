@@ -5,9 +5,9 @@
 //! zio's and that the image has the geometry the kernel knows it by, then
 //! asks the kernel to take a new server for it (START_USER_RECOVERY).
 
-use libublk::UblkFlags;
 use libublk::ctrl::{UblkCtrl, UblkCtrlBuilder};
 use libublk::sys;
+use libublk::{UblkError, UblkFlags};
 
 use crate::params::{self, Geometry};
 use crate::{stale, ublk_error};
@@ -17,7 +17,7 @@ use crate::{stale, ublk_error};
 pub fn take_over(id: u32, geo: &Geometry) -> Result<UblkCtrl, String> {
     let cdev = format!("/dev/ublkc{id}");
     let sid = i32::try_from(id).map_err(|_| format!("--recover {id}: no such ublk device"))?;
-    if !std::path::Path::new(&format!("/sys/class/ublk-char/ublkc{id}")).exists() {
+    if !stale::exists(id) {
         return Err(format!(
             "--recover {id}: no ublk device {id} ({cdev} is missing)"
         ));
@@ -54,21 +54,21 @@ pub fn take_over(id: u32, geo: &Geometry) -> Result<UblkCtrl, String> {
     }
     // The kernel answers EBUSY until it has quiesced the device after its
     // server's death; libublk retries for up to 30 s.
-    match probe.start_user_recover() {
-        Ok(r) if r >= 0 => {}
-        Ok(r) => {
-            return Err(format!(
-                "--recover {id}: the kernel refused to recover {cdev}: {}",
-                zio_block::strerror(&std::io::Error::from_raw_os_error(-r))
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
+    probe
+        .start_user_recover()
+        .and_then(|r| {
+            if r < 0 {
+                Err(UblkError::OtherError(r))
+            } else {
+                Ok(r)
+            }
+        })
+        .map_err(|e| {
+            format!(
                 "--recover {id}: the kernel refused to recover {cdev}: {}",
                 ublk_error(&e)
-            ));
-        }
-    }
+            )
+        })?;
     UblkCtrlBuilder::default()
         .name(stale::TARGET)
         .id(sid)

@@ -1,10 +1,11 @@
-//! Devices a killed `zio serve` left behind. Without user recovery (zio
-//! does not ask for it) such a device can never serve again: the kernel
-//! fails its I/O and takes its block device away, but its character device
-//! `/dev/ublkcN`, its number and libublk's record of it
+//! Devices a killed `zio serve` left behind. Without user recovery (a
+//! device added without `--recoverable`) such a device can never serve
+//! again: the kernel fails its I/O and takes its block device away, but its
+//! character device `/dev/ublkcN`, its number and libublk's record of it
 //! (`/run/ublksrvd/NNNN.json`) stay until someone deletes it. `zio serve`
-//! deletes those that are zio's (the record says target `zio`) and that no
-//! server holds, before it adds its own device. A server keeps its
+//! deletes those that are zio's (the record says target `zio`), cannot be
+//! recovered, and that no server holds, before it adds its own device
+//! (recoverable ones wait for `zio serve --recover N`, [`crate::recover`]). A server keeps its
 //! `/dev/ublkcN` open, and the kernel lets one process at a time open it,
 //! so a character device that opens is one nobody serves; libublk writes
 //! the record only once its server has started, so a device still being
@@ -38,7 +39,17 @@ pub fn reclaim() -> Vec<String> {
 
 /// Whether ublk device `id` is one of zio's (its libublk record says so).
 pub fn is_zio_device(id: u32) -> bool {
-    is_zio_record(Path::new(&format!("{}/{id:04}.json", UblkCtrl::run_dir())))
+    is_zio_record(Path::new(&record_path(id)))
+}
+
+/// libublk's record of device `id`.
+fn record_path(id: u32) -> String {
+    format!("{}/{id:04}.json", UblkCtrl::run_dir())
+}
+
+/// Whether the kernel has ublk device `id` (its character device).
+pub fn exists(id: u32) -> bool {
+    Path::new(&format!("/sys/class/ublk-char/ublkc{id}")).exists()
 }
 
 /// Whether the libublk record at `path` is one of zio's devices.
@@ -53,8 +64,8 @@ fn is_zio_record(path: &Path) -> bool {
 fn reclaim_one(id: u32) -> Option<String> {
     let cdev = format!("/dev/ublkc{id}");
     // The record outlived its device (deleted by other means): drop it.
-    if !Path::new(&format!("/sys/class/ublk-char/ublkc{id}")).exists() {
-        let _ = std::fs::remove_file(format!("{}/{id:04}.json", UblkCtrl::run_dir()));
+    if !exists(id) {
+        let _ = std::fs::remove_file(record_path(id));
         return None;
     }
     let ctrl = UblkCtrl::new_simple(i32::try_from(id).ok()?).ok()?;
