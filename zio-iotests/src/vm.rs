@@ -59,6 +59,11 @@ pub use needs::{DEFAULT_KERNEL, KERNELS, Needs, kernels};
 pub const REALDEV_GROUP: &str = "realdev";
 /// Default limit on one boot, from QEMU start to power-off.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a boot may take to reach /init (its READY line). Boots reach
+/// it in 3 to 30 s under TCG; one that has not after this long is stuck
+/// before the kernel (seen once: SeaBIOS at "Booting from ROM..."), which
+/// says nothing of the tests, so it is killed and booted again, once.
+const START_DEADLINE: Duration = Duration::from_secs(180);
 /// The reason given when the machine lacks QEMU, the kernel or tools.
 pub const NOT_SET_UP: &str = "VM tier not set up: run vm/setup.sh";
 
@@ -583,28 +588,45 @@ struct BootRun {
 }
 
 fn boot(ctx: &BootContext<'_>, dir: &Path, needs: &Needs, tests: &[&TestCase]) -> Result<BootRun> {
-    let (mut cmd, nonce) = prepare_boot(ctx, dir, needs, tests, BootMode::Tests)?;
-    cmd.args(["-monitor", "none"]).args([
-        "-serial",
-        "file:console.log",
-        "-serial",
-        "file:results.log",
-    ]);
-    let log = fs::File::create(dir.join("qemu.log")).context("cannot create qemu.log")?;
-    let log_err = log.try_clone().context("cannot duplicate qemu.log")?;
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .spawn()
-        .with_context(|| format!("cannot start {}", ctx.machine.qemu.display()))?;
-    let (qemu_status, timed_out) = wait_or_kill(child, ctx.opts.boot_timeout)?;
-    let results = fs::read(dir.join("results.log")).unwrap_or_default();
-    Ok(BootRun {
-        report: protocol::parse(&String::from_utf8_lossy(&results), &nonce),
-        timed_out,
-        qemu_status,
-    })
+    let mut retried = false;
+    loop {
+        let (mut cmd, nonce) = prepare_boot(ctx, dir, needs, tests, BootMode::Tests)?;
+        cmd.args(["-monitor", "none"]).args([
+            "-serial",
+            "file:console.log",
+            "-serial",
+            "file:results.log",
+        ]);
+        let log = fs::File::create(dir.join("qemu.log")).context("cannot create qemu.log")?;
+        let log_err = log.try_clone().context("cannot duplicate qemu.log")?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("cannot start {}", ctx.machine.qemu.display()))?;
+        let results = || {
+            let text = fs::read(dir.join("results.log")).unwrap_or_default();
+            protocol::parse(&String::from_utf8_lossy(&text), &nonce)
+        };
+        let started = || results().ready.is_some();
+        let start = (!retried).then_some((START_DEADLINE, &started as &dyn Fn() -> bool));
+        let (qemu_status, ended) = wait_or_kill(child, ctx.opts.boot_timeout, start)?;
+        if ended == Ended::NotStarted {
+            eprintln!(
+                "zio-iotests: {}: no /init after {} s (stuck before the kernel ran); booting again",
+                dir.display(),
+                START_DEADLINE.as_secs()
+            );
+            retried = true;
+            continue;
+        }
+        return Ok(BootRun {
+            report: results(),
+            timed_out: ended != Ended::Exited,
+            qemu_status,
+        });
+    }
 }
 
 /// What /init does once the devices are up (`SHELL_MODE` in its group
@@ -707,9 +729,26 @@ fn write_file(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Waits for QEMU; at the timeout kills it. Returns its exit status (None
-/// when killed by a signal) and whether the timeout hit.
-fn wait_or_kill(mut child: std::process::Child, timeout: Duration) -> Result<(Option<i32>, bool)> {
+/// How a QEMU run ended.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ended {
+    /// On its own.
+    Exited,
+    /// Killed at the timeout.
+    TimedOut,
+    /// Killed at the start deadline: it had not started.
+    NotStarted,
+}
+
+/// Waits for QEMU; at the timeout kills it, and with `start` =
+/// (deadline, started) also at the deadline unless `started()` says by
+/// then that it started. Returns its exit status (None when killed by a
+/// signal) and how it ended.
+fn wait_or_kill(
+    mut child: std::process::Child,
+    timeout: Duration,
+    start: Option<(Duration, &dyn Fn() -> bool)>,
+) -> Result<(Option<i32>, Ended)> {
     let pid = child.id();
     let (tx, rx) = mpsc::channel();
     let waiter = thread::spawn(move || {
@@ -717,23 +756,31 @@ fn wait_or_kill(mut child: std::process::Child, timeout: Duration) -> Result<(Op
         let _ = tx.send(());
         status
     });
-    let timed_out = match rx.recv_timeout(timeout) {
-        Ok(()) => false,
-        Err(_) => {
-            // The waiter thread owns the child; signal it by pid (it cannot
-            // have been reaped, since the waiter has not returned).
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            true
-        }
+    let ended = match start.filter(|(d, _)| *d < timeout) {
+        Some((deadline, started)) => match rx.recv_timeout(deadline) {
+            Ok(()) => Ended::Exited,
+            Err(_) if !started() => Ended::NotStarted,
+            Err(_) => rx
+                .recv_timeout(timeout - deadline)
+                .map_or(Ended::TimedOut, |()| Ended::Exited),
+        },
+        None => rx
+            .recv_timeout(timeout)
+            .map_or(Ended::TimedOut, |()| Ended::Exited),
     };
+    if ended != Ended::Exited {
+        // The waiter thread owns the child; signal it by pid (it cannot
+        // have been reaped, since the waiter has not returned).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
     let status = waiter
         .join()
         .map_err(|_| anyhow::anyhow!("QEMU waiter thread panicked"))?
         .context("cannot wait for QEMU")?;
-    Ok((status.code(), timed_out))
+    Ok((status.code(), ended))
 }
 
 /// A nonce for one boot's report lines.
@@ -841,6 +888,49 @@ fn runner_failure(cfg: &Config, name: &str, reason: String) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sleeper(secs: &str) -> std::process::Child {
+        Command::new("sleep").arg(secs).spawn().unwrap()
+    }
+
+    #[test]
+    fn a_run_that_has_not_started_by_the_deadline_is_killed_early() {
+        let t0 = Instant::now();
+        let (status, ended) = wait_or_kill(
+            sleeper("30"),
+            Duration::from_secs(20),
+            Some((Duration::from_millis(200), &|| false)),
+        )
+        .unwrap();
+        assert_eq!((status, ended), (None, Ended::NotStarted));
+        assert!(t0.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_started_run_goes_on_to_its_end_or_its_timeout() {
+        let (status, ended) = wait_or_kill(
+            sleeper("1"),
+            Duration::from_secs(20),
+            Some((Duration::from_millis(200), &|| true)),
+        )
+        .unwrap();
+        assert_eq!((status, ended), (Some(0), Ended::Exited));
+        let (status, ended) = wait_or_kill(
+            sleeper("30"),
+            Duration::from_millis(600),
+            Some((Duration::from_millis(200), &|| true)),
+        )
+        .unwrap();
+        assert_eq!((status, ended), (None, Ended::TimedOut));
+        // Exiting before the deadline is an end, not a missed start.
+        let (_, ended) = wait_or_kill(
+            sleeper("0"),
+            Duration::from_secs(20),
+            Some((Duration::from_secs(5), &|| false)),
+        )
+        .unwrap();
+        assert_eq!(ended, Ended::Exited);
+    }
 
     fn case(dir: &Path, name: &str, header: &str) -> TestCase {
         let script = dir.join(name);
